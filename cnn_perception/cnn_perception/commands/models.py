@@ -1,0 +1,144 @@
+"""`classify`, `export` and `explain`: the classifier from the command line."""
+
+import argparse
+import json
+from pathlib import Path
+import statistics
+import sys
+
+from cnn_perception.core.models import DEFAULT_MODEL
+from cnn_perception.errors import UserError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser('classify', help='classify image files (top-k ImageNet or custom classes)')
+    p.add_argument('images', nargs='+', type=Path, metavar='IMAGE')
+    _model_args(p)
+    p.add_argument('--top-k', type=int, default=5)
+    p.add_argument(
+        '--repeat',
+        type=int,
+        default=5,
+        help='timed runs per image after a warm-up; inference_ms is their median',
+    )
+    p.add_argument('--json', action='store_true', help='one JSON object per image and line')
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser('export', help='export a model to ONNX, with a parity check')
+    p.add_argument('model', metavar='MODEL', help='registry name or checkpoint (.pt)')
+    p.add_argument('--weights', default=None, help='weights file for a registry model')
+    p.add_argument('--onnx', type=Path, required=True, metavar='OUT', help='ONNX file to write')
+    p.add_argument('--input-size', type=int, default=None)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser('explain', help='the CNN layer by layer: F, S, P, sizes, RF, params, MACs')
+    p.add_argument('--model', default=DEFAULT_MODEL)
+    p.add_argument('--weights', default=None)
+    p.add_argument('--input-size', type=int, default=224)
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=cmd_explain)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        '--model',
+        default=DEFAULT_MODEL,
+        help='registry name, checkpoint (.pt) from `train`, or exported .onnx',
+    )
+    p.add_argument('--weights', default=None, help='weights file for a registry model')
+    p.add_argument('--backend', choices=('torch', 'onnxruntime'), default='onnxruntime')
+    p.add_argument('--device', default='cpu', help='cpu or cuda')
+    p.add_argument('--fp16', action='store_true', help='half precision (torch on cuda)')
+    p.add_argument('--input-size', type=int, default=None)
+    p.add_argument('--num-threads', type=int, default=0, help='0: library default')
+
+
+def read_rgb(path: Path):
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise UserError(f'{path}: not a readable image file')
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def cmd_classify(args) -> int:
+    from cnn_perception.core.classifier import load_classifier
+
+    clf = load_classifier(
+        args.model,
+        weights=args.weights,
+        backend=args.backend,
+        device=args.device,
+        fp16=args.fp16,
+        num_threads=args.num_threads,
+        input_size=args.input_size,
+    )
+    clf.warm_up()
+    for path in args.images:
+        rgb = read_rgb(path)
+        preds = [clf.predict(rgb, args.top_k) for _ in range(max(1, args.repeat))]
+        ms = statistics.median(p.inference_ms for p in preds)
+        pred = preds[0]
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        'image': str(path),
+                        'results': [
+                            {'class_id': h.class_id, 'label': h.label, 'score': round(h.score, 6)}
+                            for h in pred.results
+                        ],
+                        'model': clf.info.name,
+                        'backend': args.backend,
+                        'inference_ms': round(ms, 3),
+                    }
+                ),
+                flush=True,
+            )
+        else:
+            print(f'{path}  ({clf.info.name}, {args.backend}, {ms:.1f} ms)')
+            for h in pred.results:
+                print(f'  {h.score:6.1%}  {h.label} [{h.class_id}]')
+    return 0
+
+
+def cmd_export(args) -> int:
+    import numpy as np
+
+    from cnn_perception.core.backends import OnnxBackend, TorchBackend, export_onnx
+    from cnn_perception.core.models import get_model
+
+    net, info = get_model(args.model, weights=args.weights)
+    if args.input_size:
+        info.preprocess = info.preprocess.with_size(args.input_size)
+    size = info.preprocess.crop
+    out = export_onnx(net, info, args.onnx, size)
+    x = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
+    ref = TorchBackend(net).run(x)
+    got = OnnxBackend(out).run(x)
+    diff = float(np.abs(ref - got).max())
+    same_top1 = bool((ref.argmax(1) == got.argmax(1)).all())
+    print(
+        f'wrote {out} ({out.stat().st_size / 1e6:.1f} MB, input 3x{size}x{size}); parity: '
+        f'max |logit diff| {diff:.2e}, same top-1: {same_top1}'
+    )
+    if diff >= 1e-3 or not same_top1:
+        print('error: ONNX export does not match the torch model', file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from cnn_perception.core.explain import explain_model, format_table
+    from cnn_perception.core.models import get_model
+
+    net, info = get_model(args.model, weights=args.weights)
+    report = explain_model(net, args.input_size)
+    report['model'] = info.name
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f'{info.name}: pixels -> convolutions -> feature maps -> dense -> softmax\n')
+        print(format_table(report))
+    return 0

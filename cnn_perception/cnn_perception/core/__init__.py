@@ -1,0 +1,1 @@
+"""Algorithms: plain numpy / torch / onnxruntime / cv2. Never imports rclpy."""

@@ -1,0 +1,186 @@
+"""Inference backends behind one interface: `backend.run(x) -> logits` (numpy in and out).
+
+- `TorchBackend`: eager PyTorch on the CPU, or CUDA with optional fp16 (the Jetson path).
+- `OnnxBackend`: ONNX Runtime; CPU provider by default, CUDA/TensorRT when present and
+  asked for. Needs no torch at all when given an exported .onnx file (the Pi path).
+
+Exported ONNX files carry the model's labels and preprocessing in their metadata and are
+cached by a hash of the weights file, so a change of weights re-exports.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+import time
+from typing import Any
+
+import numpy as np
+
+from cnn_perception.core.preprocess import Preprocess
+from cnn_perception.errors import ModelFileError
+
+ONNX_META_KEY = 'cnn_perception'
+BACKENDS = ('torch', 'onnxruntime')
+
+
+class TorchBackend:
+    """Eager PyTorch; `device='cuda'` with `fp16=True` is the Jetson configuration."""
+
+    name = 'torch'
+
+    def __init__(self, model, device: str = 'cpu', fp16: bool = False, num_threads: int = 0):
+        import torch
+
+        if device.startswith('cuda') and not torch.cuda.is_available():
+            raise ModelFileError('device cuda requested but torch sees no CUDA device')
+        if num_threads > 0:
+            torch.set_num_threads(num_threads)
+        self.device = device
+        self.fp16 = bool(fp16 and device.startswith('cuda'))
+        self.model = model.to(device).eval()
+        if self.fp16:
+            self.model = self.model.half()
+        self._torch = torch
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            t = torch.from_numpy(x).to(self.device)
+            if self.fp16:
+                t = t.half()
+            out = self.model(t)
+            if self.device.startswith('cuda'):
+                torch.cuda.synchronize()
+            return out.float().cpu().numpy()
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+class OnnxBackend:
+    """ONNX Runtime session; providers picked from what the installed build offers."""
+
+    name = 'onnxruntime'
+
+    def __init__(self, path: Path, device: str = 'cpu', num_threads: int = 0):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(f'{path}: no such ONNX file (create it with `export`)')
+        opts = ort.SessionOptions()
+        if num_threads > 0:
+            opts.intra_op_num_threads = num_threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ['CPUExecutionProvider']
+        if device.startswith('cuda'):
+            have = ort.get_available_providers()
+            providers = [
+                p for p in ('TensorrtExecutionProvider', 'CUDAExecutionProvider') if p in have
+            ] + providers
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ModelFileError(
+                f'{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:200]}); '
+                're-export it with `python -m cnn_perception export`'
+            ) from exc
+        self.path = path
+        self.device = device
+        self.providers = self.session.get_providers()
+        self._input = self.session.get_inputs()[0].name
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self._input: x})[0]
+
+    def metadata(self) -> dict[str, Any]:
+        raw = self.session.get_modelmeta().custom_metadata_map.get(ONNX_META_KEY)
+        if not raw:
+            raise ModelFileError(
+                f'{self.path}: ONNX file has no cnn_perception metadata (labels, '
+                'preprocessing); export it with `python -m cnn_perception export`'
+            )
+        return json.loads(raw)
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()[:12]
+
+
+def cache_dir_for(weights: Path) -> Path:
+    """Next to the weights when that folder is writable, else the user cache."""
+    if os.access(weights.parent, os.W_OK):
+        return weights.parent
+    base = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
+    return base / 'cnn_perception' / 'onnx'
+
+
+def onnx_cache_path(info, input_size: int) -> Path:
+    weights = Path(info.weights_path)
+    return cache_dir_for(weights) / (
+        f'{weights.stem}.{info.arch}.{input_size}.{file_hash(weights)}.onnx'
+    )
+
+
+def export_onnx(model, info, path: Path, input_size: int | None = None) -> Path:
+    """Export to ONNX (batch dimension dynamic) with labels/preprocessing as metadata."""
+    import onnx
+    import torch
+
+    size = input_size or info.preprocess.crop
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f'.{os.getpid()}.tmp')
+    dummy = torch.zeros(1, 3, size, size)
+    model = model.cpu().float().eval()
+    with torch.inference_mode():
+        torch.onnx.export(
+            model,
+            (dummy,),
+            str(tmp),
+            input_names=['input'],
+            output_names=['logits'],
+            dynamic_axes={'input': {0: 'batch'}, 'logits': {0: 'batch'}},
+            opset_version=17,
+            dynamo=False,
+        )
+    proto = onnx.load(str(tmp))
+    meta = {
+        'name': info.name,
+        'arch': info.arch,
+        'labels': list(info.labels),
+        'preprocess': info.preprocess.with_size(size).to_dict(),
+        'weights_sha256_12': file_hash(Path(info.weights_path)) if info.weights_path else '',
+    }
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = ONNX_META_KEY, json.dumps(meta)
+    onnx.save(proto, str(tmp))
+    tmp.replace(path)  # atomic: a crash never leaves a half-written cache entry
+    return path
+
+
+def info_from_onnx(backend: OnnxBackend):
+    from cnn_perception.core.models import ModelInfo
+
+    meta = backend.metadata()
+    return ModelInfo(
+        meta['name'],
+        meta['arch'],
+        list(meta['labels']),
+        Preprocess.from_dict(meta['preprocess']),
+        backend.path,
+    )
+
+
+def time_call(fn, *args) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, (time.perf_counter() - t0) * 1000.0

@@ -1,0 +1,107 @@
+"""Whole-image classification: pixels -> CNN -> logits -> softmax -> top-k classes."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnn_perception.core.backends import (
+    OnnxBackend,
+    TorchBackend,
+    export_onnx,
+    info_from_onnx,
+    onnx_cache_path,
+    time_call,
+)
+from cnn_perception.core.models import DEFAULT_MODEL, ModelInfo
+from cnn_perception.errors import UserError
+
+
+@dataclass
+class Hypothesis:
+    class_id: int
+    label: str
+    score: float
+
+
+@dataclass
+class Prediction:
+    results: list[Hypothesis]
+    logits: np.ndarray
+    inference_ms: float
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class Classifier:
+    """A model plus its backend; `predict(rgb)` on HxWx3 uint8 RGB frames."""
+
+    def __init__(self, backend, info: ModelInfo):
+        self.backend = backend
+        self.info = info
+        self.preprocess = info.preprocess
+
+    @property
+    def labels(self) -> list[str]:
+        return self.info.labels
+
+    def predict(self, rgb: np.ndarray, top_k: int = 5, threshold: float = 0.0) -> Prediction:
+        x = self.preprocess(rgb)
+        logits, ms = time_call(self.backend.run, x)
+        logits = logits[0]
+        probs = softmax(logits.astype(np.float64))
+        k = max(1, min(int(top_k), probs.size))
+        idx = np.argpartition(-probs, k - 1)[:k]
+        idx = idx[np.argsort(-probs[idx])]
+        results = [
+            Hypothesis(int(i), self.labels[i], float(probs[i]))
+            for i in idx
+            if probs[i] >= threshold
+        ]
+        return Prediction(results, logits, ms)
+
+    def warm_up(self, runs: int = 2) -> None:
+        x = np.zeros((1, 3, self.preprocess.crop, self.preprocess.crop), np.float32)
+        for _ in range(runs):
+            self.backend.run(x)
+
+
+def load_classifier(
+    model: str = DEFAULT_MODEL,
+    *,
+    weights: str | None = None,
+    backend: str = 'onnxruntime',
+    device: str = 'cpu',
+    fp16: bool = False,
+    num_threads: int = 0,
+    input_size: int | None = None,
+) -> Classifier:
+    """Build a classifier from a registry name, a checkpoint (.pt) or an ONNX file.
+
+    An .onnx path runs on ONNX Runtime without importing torch (the Pi path). Otherwise
+    the torch model is built; for backend 'onnxruntime' it is exported once to a cached
+    .onnx file next to its weights.
+    """
+    if Path(model).suffix == '.onnx':
+        if backend != 'onnxruntime':
+            raise UserError(f'{model}: an ONNX file runs only on the onnxruntime backend')
+        onnx = OnnxBackend(Path(model), device=device, num_threads=num_threads)
+        return Classifier(onnx, info_from_onnx(onnx))
+
+    from cnn_perception.core.models import get_model
+
+    net, info = get_model(model, weights=weights)
+    if input_size and input_size != info.preprocess.crop:
+        info.preprocess = info.preprocess.with_size(input_size)
+    if backend == 'torch':
+        return Classifier(TorchBackend(net, device, fp16, num_threads), info)
+    if backend != 'onnxruntime':
+        raise UserError(f'unknown backend {backend!r}: use torch or onnxruntime')
+    path = onnx_cache_path(info, info.preprocess.crop)
+    if not path.is_file():
+        export_onnx(net, info, path, info.preprocess.crop)
+    return Classifier(OnnxBackend(path, device=device, num_threads=num_threads), info)

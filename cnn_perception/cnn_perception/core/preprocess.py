@@ -1,0 +1,64 @@
+"""Image preprocessing in numpy + OpenCV, so the ONNX Runtime path needs no torch."""
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a model wants its input: resize the short side, centre-crop, normalise.
+
+    `resize` / `crop` are pixels; mean and std apply to RGB values scaled to [0, 1].
+    """
+
+    resize: int = 256
+    crop: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> 'Preprocess':
+        return cls(
+            resize=int(d['resize']),
+            crop=int(d['crop']),
+            mean=tuple(float(v) for v in d['mean']),
+            std=tuple(float(v) for v in d['std']),
+        )
+
+    def with_size(self, crop: int) -> 'Preprocess':
+        """Same recipe at another input size (keeps the resize/crop ratio)."""
+        return Preprocess(
+            resize=round(crop * self.resize / self.crop), crop=crop, mean=self.mean, std=self.std
+        )
+
+    def crop_box(self, height: int, width: int) -> tuple[float, float, float]:
+        """(x0, y0, scale) mapping network-input pixels back to source pixels."""
+        scale = self.resize / min(height, width)
+        new_h, new_w = max(self.crop, round(height * scale)), max(self.crop, round(width * scale))
+        top, left = (new_h - self.crop) // 2, (new_w - self.crop) // 2
+        return left / scale, top / scale, 1.0 / scale
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 RGB -> 1x3xCxC float32, ready for the network."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f'expected an HxWx3 RGB image, got shape {rgb.shape}')
+        h, w = rgb.shape[:2]
+        scale = self.resize / min(h, w)
+        new_h, new_w = max(self.crop, round(h * scale)), max(self.crop, round(w * scale))
+        # INTER_AREA when shrinking avoids aliasing (what PIL's antialiased resize does).
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        img = cv2.resize(rgb, (new_w, new_h), interpolation=interp)
+        top, left = (new_h - self.crop) // 2, (new_w - self.crop) // 2
+        img = img[top : top + self.crop, left : left + self.crop]
+        x = img.astype(np.float32) * np.float32(1 / 255)
+        x -= np.asarray(self.mean, np.float32)
+        x /= np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
