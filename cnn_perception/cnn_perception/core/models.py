@@ -55,7 +55,7 @@ def list_models() -> list[str]:
 
 @lru_cache(maxsize=1)
 def imagenet_labels() -> list[str]:
-    """The 1000 ImageNet class names in torchvision's order ('tench', ..., 'Egyptian cat')."""
+    """Return the 1000 ImageNet class names in torchvision's order ('tench', ...)."""
     from torchvision.models import ResNet18_Weights
 
     return list(ResNet18_Weights.IMAGENET1K_V1.meta['categories'])

@@ -34,7 +34,7 @@ class Preprocess:
         )
 
     def with_size(self, crop: int) -> 'Preprocess':
-        """Same recipe at another input size (keeps the resize/crop ratio)."""
+        """Return the same recipe at another input size (keeping the resize/crop ratio)."""
         return Preprocess(
             resize=round(crop * self.resize / self.crop), crop=crop, mean=self.mean, std=self.std
         )
