@@ -40,6 +40,12 @@ if [ -d "$_cnnp_root/.venv" ]; then
   unset _d _cnnp_site _cnnp_libs
 fi
 
+# Camera frames are larger than Fast DDS's default shared-memory segment; without this
+# profile best-effort image subscribers lose most frames (config/fastdds.xml says why).
+if [ -z "${FASTRTPS_DEFAULT_PROFILES_FILE:-}" ] && [ -f "$_cnnp_root/cnn_perception/config/fastdds.xml" ]; then
+  export FASTRTPS_DEFAULT_PROFILES_FILE="$_cnnp_root/cnn_perception/config/fastdds.xml"
+fi
+
 if [ -f "$_cnnp_root/install/local_setup.bash" ] && [ -n "${BASH_VERSION:-}" ]; then
   # shellcheck disable=SC1091
   source "$_cnnp_root/install/local_setup.bash"

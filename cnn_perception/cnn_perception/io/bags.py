@@ -43,3 +43,40 @@ def typestore():
         types.update(get_types_from_msg(path.read_text(), f'{MSGS_PACKAGE}/msg/{path.stem}'))
     store.register(types)
     return store
+
+
+def open_reader(path: str | Path):
+    """Open a rosbags Reader; a missing or corrupt bag raises BagError naming it."""
+    from rosbags.rosbag2 import Reader
+
+    from cnn_perception.errors import BagError
+
+    path = Path(path)
+    if not (path / 'metadata.yaml').is_file():
+        raise BagError(f'{path}: not a rosbag2 directory (no metadata.yaml)')
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as exc:  # rosbags raises ReaderError and storage-specific errors
+        raise BagError(f'{path}: cannot open bag ({str(exc).splitlines()[0][:200]})') from exc
+    return reader
+
+
+def image_messages(path: str | Path, topic: str):
+    """Yield the sensor_msgs/Image messages of one topic, decoded with the typestore."""
+    from cnn_perception.errors import BagError
+
+    reader = open_reader(path)
+    store = typestore()
+    try:
+        conns = [c for c in reader.connections if c.topic == topic]
+        if not conns:
+            raise BagError(
+                f'{path}: no topic {topic} (has: '
+                + ', '.join(sorted({c.topic for c in reader.connections}))
+                + ')'
+            )
+        for conn, _stamp, raw in reader.messages(connections=conns):
+            yield store.deserialize_cdr(raw, conn.msgtype)
+    finally:
+        reader.close()

@@ -1,0 +1,154 @@
+"""camera_node: frames from a camera, video, folder, bag or the built-in test scene.
+
+Publishes `camera/image_raw` (sensor-data QoS) and `camera/camera_info` stamped with the
+capture time. A source that fails is reported on /diagnostics and reopened with
+exponential back-off; the node itself stays up.
+"""
+
+import sys
+import time
+
+import cv2
+import rclpy
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image
+
+from cnn_perception.errors import UserError
+from cnn_perception.io.calibration import load_camera_info
+from cnn_perception.io.images import numpy_to_image
+from cnn_perception.io.sources import (
+    ACCEPTED,
+    SourceEnded,
+    SourceLost,
+    check_openable,
+    open_source,
+    parse_source,
+)
+from cnn_perception.nodes.common import (
+    ERROR,
+    IMAGE_QOS,
+    OK,
+    WARN,
+    Diagnostics,
+    Param,
+    declare_params,
+    overridable,
+)
+
+PARAMS = [
+    Param('source', 'test:', f'Frame source; accepted: {ACCEPTED}'),
+    Param('width', 640, 'Output width in pixels (0: native size of the source)', 0, 8192),
+    Param('height', 480, 'Output height in pixels (0: native size of the source)', 0, 8192),
+    Param('fps', 30.0, 'Publishing rate, frames per second', 0.1, 240.0),
+    Param('frame_id', 'camera_optical_frame', 'frame_id of the published images'),
+    Param('loop', True, 'Start again at the end of a file, folder or bag'),
+    Param(
+        'encoding', 'bgr8', 'Encoding of the published images', choices=('bgr8', 'rgb8', 'mono8')
+    ),
+    Param(
+        'camera_info_url',
+        '',
+        'Calibration YAML (camera_info format, file:// or a path); empty: uncalibrated',
+    ),
+]
+BACKOFF_MIN, BACKOFF_MAX = 0.5, 8.0
+
+
+class CameraNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('camera', **kwargs)
+        p = declare_params(self, PARAMS)
+        self.spec = parse_source(p['source'])
+        check_openable(self.spec)
+        self.width, self.height, self.fps = p['width'], p['height'], p['fps']
+        self.frame_id, self.loop, self.encoding = p['frame_id'], p['loop'], p['encoding']
+        self.info_template = load_camera_info(p['camera_info_url'], self.width, self.height)
+        self.diag = Diagnostics(self, hardware_id=p['source'])
+        self.image_pub = self.create_publisher(
+            Image, 'camera/image_raw', IMAGE_QOS, qos_overriding_options=overridable()
+        )
+        self.info_pub = self.create_publisher(
+            CameraInfo, 'camera/camera_info', IMAGE_QOS, qos_overriding_options=overridable()
+        )
+        self.source = None
+        self.backoff = BACKOFF_MIN
+        self.next_try = 0.0
+        self.ended = False
+        self.sent = 0
+        self._connect()
+        self.timer = self.create_timer(1.0 / self.fps, self._tick)
+
+    def _connect(self) -> bool:
+        try:
+            self.source = open_source(self.spec, self.width, self.height, self.fps, self.loop)
+        except SourceLost as exc:
+            self._lost(str(exc))
+            return False
+        self.backoff = BACKOFF_MIN
+        self.diag.set(OK, f'streaming from {self.spec.kind}', frames_sent=self.sent)
+        return True
+
+    def _lost(self, why: str) -> None:
+        if self.source is not None:
+            self.source.close()
+            self.source = None
+        self.diag.count('source_failures')
+        self.diag.set(ERROR, f'camera source lost: {why}; retrying in {self.backoff:.1f} s')
+        self.next_try = time.monotonic() + self.backoff
+        self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+
+    def _tick(self) -> None:
+        if self.ended:
+            return
+        if self.source is None:
+            if time.monotonic() < self.next_try or not self._connect():
+                return
+        try:
+            rgb = self.source.read()
+        except SourceEnded as exc:
+            self.ended = True
+            self.diag.set(WARN, f'source ended: {exc}', frames_sent=self.sent)
+            return
+        except SourceLost as exc:
+            self._lost(str(exc))
+            return
+        stamp = self.get_clock().now().to_msg()
+        if self.encoding == 'bgr8':
+            frame = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        elif self.encoding == 'mono8':
+            frame = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        else:
+            frame = rgb
+        msg = numpy_to_image(frame, self.encoding)
+        msg.header.stamp = stamp
+        msg.header.frame_id = self.frame_id
+        info = self.info_template
+        info.header = msg.header
+        if info.width == 0:  # uncalibrated, native size: fill in what we now know
+            info.width, info.height = msg.width, msg.height
+        self.image_pub.publish(msg)
+        self.info_pub.publish(info)
+        self.sent += 1
+        self.diag.values['frames_sent'] = self.sent
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = CameraNode()
+        rclpy.spin(node)
+    except UserError as exc:
+        print(f'camera_node: {exc}', file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""classifier_node: the CNN image classifier (demo D4) on a live image stream.
+
+Subscribes `image`; publishes `classifier/classification` (top-k, header copied from the
+image), `classifier/labels` (LabelMap, transient local, once) and `classifier/overlay`
+(only computed while someone subscribes). Inference runs on a worker thread with a
+latest-frame-wins slot, so frames the model cannot keep up with are dropped, not queued.
+"""
+
+import sys
+
+from cnn_perception_msgs.msg import Classification, LabelMap, ObjectHypothesis
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from cnn_perception.core.classifier import load_classifier
+from cnn_perception.core.draw import draw_label_panel
+from cnn_perception.core.models import DEFAULT_MODEL
+from cnn_perception.errors import UserError
+from cnn_perception.io.images import ImageError, numpy_to_image, to_rgb8
+from cnn_perception.nodes.common import (
+    ERROR,
+    IMAGE_QOS,
+    OK,
+    RESULT_QOS,
+    WARN,
+    Diagnostics,
+    LatestFrameWorker,
+    Param,
+    declare_params,
+    overridable,
+)
+
+PARAMS = [
+    Param(
+        'model',
+        DEFAULT_MODEL,
+        'Registry name (efficientnet_lite0, mobilenet_v3_small, ...), checkpoint .pt from '
+        '`train`, or exported .onnx (runs without torch)',
+    ),
+    Param('weights', '', 'Weights file for a registry model (empty: shipped weights)'),
+    Param('backend', 'onnxruntime', 'Inference backend', choices=('onnxruntime', 'torch')),
+    Param(
+        'device',
+        'cpu',
+        'cpu or cuda (cuda: torch CUDA / ONNX Runtime CUDA+TensorRT)',
+        choices=('cpu', 'cuda'),
+    ),
+    Param('fp16', False, 'Half precision on CUDA (torch backend)'),
+    Param('input_size', 0, 'Network input size in pixels (0: the model default)', 0, 1024),
+    Param('num_threads', 0, 'CPU threads for inference (0: library default)', 0, 64),
+    Param('top_k', 5, 'Number of classes published per frame', 1, 1000, live=True),
+    Param(
+        'score_threshold', 0.0, 'Classes scoring below this are not published', 0.0, 1.0, live=True
+    ),
+    Param(
+        'max_rate_hz',
+        0.0,
+        'Most frames classified per second (0: as fast as possible)',
+        0.0,
+        1000.0,
+        live=True,
+    ),
+]
+LABELS_QOS = QoSProfile(
+    depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
+)
+OUTPUT_IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class ClassifierNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('classifier', **kwargs)
+        p = declare_params(self, PARAMS)
+        self.top_k, self.threshold = p['top_k'], p['score_threshold']
+        self.diag = Diagnostics(self)
+        self.clf = load_classifier(
+            p['model'],
+            weights=p['weights'] or None,
+            backend=p['backend'],
+            device=p['device'],
+            fp16=p['fp16'],
+            num_threads=p['num_threads'],
+            input_size=p['input_size'] or None,
+        )
+        self.clf.warm_up()
+        self.model_name = self.clf.info.name
+        self.result_pub = self.create_publisher(
+            Classification,
+            'classifier/classification',
+            RESULT_QOS,
+            qos_overriding_options=overridable(),
+        )
+        self.overlay_pub = self.create_publisher(Image, 'classifier/overlay', OUTPUT_IMAGE_QOS)
+        labels_pub = self.create_publisher(LabelMap, 'classifier/labels', LABELS_QOS)
+        labels = LabelMap(
+            model=self.model_name, labels=list(self.clf.labels), threshold=float(self.threshold)
+        )
+        labels.header.stamp = self.get_clock().now().to_msg()
+        labels_pub.publish(labels)
+        self.worker = LatestFrameWorker(self._process, self._failed, name='classifier')
+        self._set_rate(p['max_rate_hz'])
+        self.add_post_set_parameters_callback(self._params_changed)
+        self.create_subscription(
+            Image, 'image', self.worker.submit, IMAGE_QOS, qos_overriding_options=overridable()
+        )
+        self.diag.set(
+            OK,
+            f'{self.model_name} on {p["backend"]}/{p["device"]}: waiting for images',
+            model=self.model_name,
+            backend=p['backend'],
+        )
+
+    def _set_rate(self, hz: float) -> None:
+        self.worker.min_period = 1.0 / hz if hz > 0 else 0.0
+
+    def _params_changed(self, params) -> None:
+        for prm in params:
+            if prm.name == 'top_k':
+                self.top_k = prm.value
+            elif prm.name == 'score_threshold':
+                self.threshold = float(prm.value)
+            elif prm.name == 'max_rate_hz':
+                self._set_rate(float(prm.value))
+
+    def _failed(self, exc: Exception) -> None:
+        if isinstance(exc, ImageError):
+            self.diag.count('bad_frames')
+            self.diag.set(WARN, f'bad image skipped: {exc}')
+            return
+        self.diag.count('inference_errors')
+        level = ERROR if self.worker.failures_in_a_row >= self.worker.backoff_after else WARN
+        self.diag.set(
+            level,
+            f'inference failed ({self.worker.failures_in_a_row} in a row): '
+            f'{type(exc).__name__}: {exc}',
+        )
+
+    def _process(self, msg: Image) -> None:
+        rgb = to_rgb8(msg)
+        pred = self.clf.predict(rgb, self.top_k, self.threshold)
+        out = Classification(
+            header=msg.header, model=self.model_name, inference_ms=float(pred.inference_ms)
+        )
+        out.results = [
+            ObjectHypothesis(class_id=h.class_id, label=h.label, score=h.score)
+            for h in pred.results
+        ]
+        self.result_pub.publish(out)
+        if self.overlay_pub.get_subscription_count() > 0:
+            lines = [f'{h.label}  {h.score:.0%}' for h in pred.results[:3]]
+            lines.append(f'{self.model_name} {pred.inference_ms:.0f} ms')
+            self.overlay_pub.publish(
+                numpy_to_image(draw_label_panel(rgb, lines), 'rgb8', msg.header)
+            )
+        if self.diag.level != OK:
+            self.diag.set(OK, 'classifying')
+        self.diag.values.update(
+            processed=self.worker.processed + 1,
+            dropped=self.worker.dropped,
+            last_inference_ms=round(pred.inference_ms, 2),
+        )
+
+    def destroy_node(self) -> None:
+        self.worker.stop()
+        super().destroy_node()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = ClassifierNode()
+        executor = rclpy.executors.MultiThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except UserError as exc:
+        print(f'classifier_node: {exc}', file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""What every node shares: QoS, parameters, diagnostics, the latest-frame-wins worker."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+import threading
+import time
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.node import Node
+from rclpy.qos import (
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+)
+from rclpy.qos_overriding_options import QoSOverridingOptions
+
+from cnn_perception.errors import UserError
+
+OK, WARN, ERROR, STALE = (
+    DiagnosticStatus.OK,
+    DiagnosticStatus.WARN,
+    DiagnosticStatus.ERROR,
+    DiagnosticStatus.STALE,
+)
+LEVEL_NAMES = {OK: 'OK', WARN: 'WARN', ERROR: 'ERROR', STALE: 'STALE'}
+
+# Images: best effort, keep last 1 -- a late frame is worthless, a queued one is harmful.
+IMAGE_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
+)
+# Results: reliable, a short queue so a slow subscriber sees every result it can.
+RESULT_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE
+)
+
+
+def overridable() -> QoSOverridingOptions:
+    """Let users override history/depth/reliability per topic with qos_overrides params."""
+    return QoSOverridingOptions.with_default_policies()
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter: default, description, optional range / choices, live or restart-only."""
+
+    name: str
+    default: Any
+    description: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    live: bool = False  # changeable at run time; otherwise changes are rejected
+
+
+def declare_params(node: Node, params: list[Param]) -> dict[str, Any]:
+    """Declare with descriptors (ranges where given) and validate every later change."""
+    spec = {p.name: p for p in params}
+    values = {}
+    for p in params:
+        desc = ParameterDescriptor(description=p.description, read_only=False)
+        if p.choices:
+            desc.additional_constraints = 'one of: ' + ', '.join(p.choices)
+        if p.low is not None and isinstance(p.default, bool) is False:
+            if isinstance(p.default, int):
+                desc.integer_range = [
+                    IntegerRange(from_value=int(p.low), to_value=int(p.high), step=1)
+                ]
+            elif isinstance(p.default, float):
+                desc.floating_point_range = [
+                    FloatingPointRange(from_value=float(p.low), to_value=float(p.high), step=0.0)
+                ]
+        values[p.name] = node.declare_parameter(p.name, p.default, desc).value
+        problem = check_value(p, values[p.name])
+        if problem:
+            raise UserError(f'parameter {node.get_name()}.{p.name}: {problem}')
+
+    def on_set(changes) -> SetParametersResult:
+        for change in changes:
+            p = spec.get(change.name)
+            if p is None:
+                continue
+            if not p.live:
+                return SetParametersResult(
+                    successful=False,
+                    reason=f'{p.name} is read at start-up; restart the node to change it',
+                )
+            problem = check_value(p, change.value)
+            if problem:
+                return SetParametersResult(successful=False, reason=f'{p.name}: {problem}')
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
+    return values
+
+
+def check_value(p: Param, value: Any) -> str | None:
+    """Return why `value` is not acceptable for `p`, or None."""
+    if type(value) is not type(p.default) and not (
+        isinstance(p.default, float) and type(value) is int
+    ):
+        return f'expected {type(p.default).__name__}, got {type(value).__name__}'
+    if p.choices and value not in p.choices:
+        return f'{value!r} is not one of {", ".join(p.choices)}'
+    if p.low is not None and not (p.low <= value <= p.high):
+        return f'{value} is outside [{p.low}, {p.high}]'
+    return None
+
+
+class Diagnostics:
+    """One DiagnosticStatus per node on /diagnostics, sent at 1 Hz and on every change.
+
+    Log lines for problems are throttled (once per `log_period` per message), so a burst
+    of bad frames cannot flood the console; the counters keep the whole story.
+    """
+
+    def __init__(self, node: Node, hardware_id: str = '', log_period: float = 5.0):
+        self.node = node
+        self.name = f'{node.get_namespace().rstrip("/")}/{node.get_name()}'.lstrip('/')
+        self.hardware_id = hardware_id
+        self.level, self.message = OK, 'starting'
+        self.values: dict[str, Any] = {}
+        self.counters: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._last_log: dict[str, float] = {}
+        self._log_period = log_period
+        self._pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        node.create_timer(1.0, self.publish)
+
+    def count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[key] = self.counters.get(key, 0) + n
+
+    def set(self, level: int, message: str, **values: Any) -> None:
+        changed = (level, message) != (self.level, self.message)
+        with self._lock:
+            self.level, self.message = level, message
+            self.values.update(values)
+        if level >= WARN:
+            self.log(level, message)
+        if changed:
+            self.publish()
+
+    def log(self, level: int, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_log.get(message, -1e9) < self._log_period:
+            return
+        self._last_log[message] = now
+        logger = self.node.get_logger()
+        (logger.error if level >= ERROR else logger.warning if level >= WARN else logger.info)(
+            message
+        )
+
+    def publish(self) -> None:
+        with self._lock:
+            kv = {
+                **{k: str(v) for k, v in self.values.items()},
+                **{k: str(v) for k, v in self.counters.items()},
+            }
+            status = DiagnosticStatus(
+                level=self.level,
+                name=self.name,
+                message=self.message,
+                hardware_id=self.hardware_id,
+                values=[KeyValue(key=k, value=v) for k, v in sorted(kv.items())],
+            )
+        msg = DiagnosticArray(statuses=[status])
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        try:
+            self._pub.publish(msg)
+        except Exception:  # context shutting down: nothing left to tell
+            pass
+
+
+class LatestFrameWorker:
+    """Runs `process(item)` on its own thread; `submit` replaces any item still waiting.
+
+    The executor thread only drops a reference into a one-slot mailbox, so inference
+    never blocks callbacks and frames are never queued: when the model is slower than the
+    camera, the frames in between are dropped (and counted). `min_period` (seconds)
+    throttles the rate; `process` exceptions are handed to `on_error` and the worker
+    carries on, slowing down after `backoff_after` consecutive failures.
+    """
+
+    def __init__(
+        self,
+        process: Callable[[Any], None],
+        on_error: Callable[[Exception], None],
+        name: str = 'inference',
+        backoff_after: int = 5,
+    ):
+        self._process = process
+        self._on_error = on_error
+        self._cv = threading.Condition()
+        self._item: Any = None
+        self._has_item = False
+        self._stop = False
+        self.min_period = 0.0
+        self.processed = 0
+        self.dropped = 0
+        self.failures_in_a_row = 0
+        self.backoff_after = backoff_after
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, item: Any) -> None:
+        with self._cv:
+            if self._has_item:
+                self.dropped += 1
+            self._item, self._has_item = item, True
+            self._cv.notify()
+
+    def _run(self) -> None:
+        last_start = 0.0
+        while True:
+            with self._cv:
+                while not self._has_item and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+            # Throttle before taking the item, so a newer frame may still replace it.
+            period = self.min_period
+            if self.failures_in_a_row >= self.backoff_after:
+                period = max(period, 1.0)
+            wait = last_start + period - time.monotonic()
+            if wait > 0:
+                with self._cv:
+                    self._cv.wait_for(lambda: self._stop, timeout=wait)
+                    if self._stop:
+                        return
+            with self._cv:
+                item, self._item, self._has_item = self._item, None, False
+            last_start = time.monotonic()
+            try:
+                self._process(item)
+                self.processed += 1
+                self.failures_in_a_row = 0
+            except Exception as exc:  # one bad frame must never stop the node
+                self.failures_in_a_row += 1
+                self._on_error(exc)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        self._thread.join(timeout)
+
+
+def copy_header(src, dst) -> None:
+    dst.stamp = src.stamp
+    dst.frame_id = src.frame_id
