@@ -73,3 +73,47 @@ def spin_until(node, predicate, timeout: float, executor=None) -> bool:
         else:
             rclpy.spin_once(node, timeout_sec=0.05)
     return predicate()
+
+
+class Probe:
+    """A node in the test process that records what arrives on topics."""
+
+    def __init__(self, context, name: str = 'probe'):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.node = rclpy.create_node(name, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.got: dict[str, list] = {}
+
+    def listen(self, msg_type, topic: str, qos=10, raw: bool = False) -> list:
+        box = self.got.setdefault(topic, [])
+        self.node.create_subscription(
+            msg_type, topic, lambda m: box.append((time.monotonic(), m)), qos, raw=raw
+        )
+        return box
+
+    def spin_until(self, predicate, timeout: float) -> bool:
+        return spin_until(self.node, predicate, timeout, self.executor)
+
+    def spin_for(self, seconds: float) -> None:
+        spin_until(self.node, lambda: False, seconds, self.executor)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+@pytest.fixture
+def probe(rclpy_context):
+    p = Probe(rclpy_context)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def run_cli(*args: str) -> subprocess.Popen:
+    """`python -m cnn_perception <args>` as its own OS process."""
+    return python_process('-m', 'cnn_perception', *args)

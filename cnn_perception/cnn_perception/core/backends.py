@@ -76,6 +76,9 @@ class OnnxBackend:
         if num_threads > 0:
             opts.intra_op_num_threads = num_threads
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ORT's pool threads busy-wait after each run by default; on a 2-core drone
+        # computer that steals the CPU from DDS, the camera and the other nodes.
+        opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
         providers = ['CPUExecutionProvider']
         if device.startswith('cuda'):
             have = ort.get_available_providers()

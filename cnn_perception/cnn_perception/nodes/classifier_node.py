@@ -172,9 +172,7 @@ def main(args=None) -> int:
     node = None
     try:
         node = ClassifierNode()
-        executor = rclpy.executors.MultiThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
+        rclpy.spin(node)
     except UserError as exc:
         print(f'classifier_node: {exc}', file=sys.stderr)
         return 2

@@ -109,7 +109,7 @@ def check_value(p: Param, value: Any) -> str | None:
     if p.choices and value not in p.choices:
         return f'{value!r} is not one of {", ".join(p.choices)}'
     if p.low is not None and not (p.low <= value <= p.high):
-        return f'{value} is outside [{p.low}, {p.high}]'
+        return f'{value} is out of range [{p.low}, {p.high}]'
     return None
 
 
@@ -170,12 +170,10 @@ class Diagnostics:
                 hardware_id=self.hardware_id,
                 values=[KeyValue(key=k, value=v) for k, v in sorted(kv.items())],
             )
-        msg = DiagnosticArray(statuses=[status])
+        msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.node.get_clock().now().to_msg()
-        try:
+        if self.node.context.ok():  # not while shutting down
             self._pub.publish(msg)
-        except Exception:  # context shutting down: nothing left to tell
-            pass
 
 
 class LatestFrameWorker:

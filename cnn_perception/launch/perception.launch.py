@@ -1,0 +1,101 @@
+"""Start the cnn_perception nodes for one platform (desktop, jetson or pi).
+
+The node list, executables, parameter files and remappings come from
+`cnn_perception.platforms`, the same module the one-process `pipeline` uses.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from cnn_perception import platforms
+from launch import LaunchDescription
+
+TRUE = ('true', 'True', '1', 'yes')
+
+
+def _nodes(context):
+    def arg(name):
+        return LaunchConfiguration(name).perform(context)
+
+    keys = [k for k in platforms.NODES if arg(f'enable_{k}') in TRUE]
+    entries = platforms.node_entries(
+        arg('platform'),
+        keys,
+        arg('namespace'),
+        arg('source') or None,
+        arg('params_file') or None,
+    )
+    sim = {'use_sim_time': arg('use_sim_time') in TRUE}
+    return [
+        Node(
+            package='cnn_perception',
+            executable=e.spec.executable,
+            name=e.spec.name,
+            namespace=e.namespace,
+            parameters=[str(e.params_file), {**e.overrides, **sim}],
+            remappings=list(e.remappings.items()),
+            arguments=['--ros-args', '--log-level', arg('log_level')],
+            output='screen',
+            emulate_tty=True,
+        )
+        for e in entries
+    ]
+
+
+def generate_launch_description():
+    share = get_package_share_directory('cnn_perception')
+    args = [
+        DeclareLaunchArgument(
+            'platform',
+            default_value='desktop',
+            choices=list(platforms.PLATFORMS),
+            description='Hardware profile: selects config/<platform>.yaml',
+        ),
+        DeclareLaunchArgument(
+            'source',
+            default_value='',
+            description='Camera source (empty: from the YAML), e.g. test:, '
+            '0, v4l2:/dev/video0, file:<video>, dir:<folder>',
+        ),
+        DeclareLaunchArgument(
+            'namespace',
+            default_value=platforms.DEFAULT_NAMESPACE,
+            description='Namespace of every node and topic',
+        ),
+        DeclareLaunchArgument(
+            'params_file',
+            default_value='',
+            description='Parameters YAML (empty: the platform file)',
+        ),
+        DeclareLaunchArgument(
+            'log_level',
+            default_value='info',
+            description='ROS log level: debug, info, warn, error',
+        ),
+        DeclareLaunchArgument(
+            'use_sim_time',
+            default_value='false',
+            description='Use /clock (true when replaying a bag with --clock)',
+        ),
+    ]
+    for key in platforms.NODES:
+        args.append(
+            DeclareLaunchArgument(
+                f'enable_{key}',
+                default_value='true',
+                description=f'Start the {platforms.NODES[key].executable}',
+            )
+        )
+    env = []
+    if 'FASTRTPS_DEFAULT_PROFILES_FILE' not in os.environ:
+        # Frame-sized messages need a larger shared-memory segment (see the XML).
+        env.append(
+            SetEnvironmentVariable(
+                'FASTRTPS_DEFAULT_PROFILES_FILE', os.path.join(share, 'config', 'fastdds.xml')
+            )
+        )
+    return LaunchDescription(args + env + [OpaqueFunction(function=_nodes)])

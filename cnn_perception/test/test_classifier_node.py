@@ -1,0 +1,124 @@
+"""classifier_node driven by real photographs over DDS, in its own process."""
+
+from builtin_interfaces.msg import Time
+from cnn_perception_msgs.msg import Classification, LabelMap
+from conftest import run_cli, stop_process
+import cv2
+from photos import CAT_IDS, COFFEE_LABELS, chelsea, coffee
+import pytest
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+
+from cnn_perception.io.images import numpy_to_image
+
+NS = '/cnn_perception'
+TOPIC = '/test/image'
+
+
+@pytest.fixture(scope='module')
+def classifier_process():
+    proc = run_cli('run', '--nodes', 'classifier', '--image-topic', TOPIC, '--duration', '300')
+    yield proc
+    log = stop_process(proc)
+    assert 'Traceback' not in log, log
+
+
+def frame(rgb, sec: int):
+    msg = numpy_to_image(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), 'bgr8')
+    msg.header.stamp = Time(sec=sec, nanosec=0)
+    msg.header.frame_id = 'cam'
+    return msg
+
+
+def set_param(probe, name, value):
+    cli = probe.node.create_client(SetParameters, f'{NS}/classifier/set_parameters')
+    assert cli.wait_for_service(timeout_sec=30)
+    pv = ParameterValue()
+    if isinstance(value, int):
+        pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value
+    elif isinstance(value, float):
+        pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, value
+    else:
+        pv.type, pv.string_value = ParameterType.PARAMETER_STRING, value
+    fut = cli.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=pv)]))
+    assert probe.spin_until(fut.done, 10)
+    return fut.result().results[0]
+
+
+def test_photos_are_classified_with_their_header(classifier_process, probe):
+    pub = probe.node.create_publisher(type(frame(coffee(), 0)), TOPIC, qos_profile_sensor_data)
+    results = probe.listen(Classification, f'{NS}/classifier/classification')
+    labels = probe.listen(
+        LabelMap,
+        f'{NS}/classifier/labels',
+        QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+    )
+    assert probe.spin_until(lambda: labels, 60), 'LabelMap (transient local) not received'
+    assert len(labels[0][1].labels) == 1000 and labels[0][1].labels[285] == 'Egyptian cat'
+    for sec, img in ((11, chelsea()), (12, coffee())):
+        # Publish until this frame's result arrives (discovery may drop the first ones).
+        def got():
+            return any(m.header.stamp.sec == sec for _, m in results)
+
+        for _ in range(40):
+            pub.publish(frame(img, sec))
+            if probe.spin_until(got, 0.5):
+                break
+        assert got(), f'no classification for frame {sec}'
+    by_sec = {m.header.stamp.sec: m for _, m in results}
+    cat, cup = by_sec[11], by_sec[12]
+    assert cat.results[0].class_id in CAT_IDS and cup.results[0].label in COFFEE_LABELS
+    assert cat.header.frame_id == 'cam' and cat.model == 'efficientnet_lite0'
+    assert len(cat.results) == 5 and cat.inference_ms > 0
+    assert set(by_sec) <= {11, 12}, 'only published frames are answered'
+
+
+def test_live_parameters_and_rejections(classifier_process, probe):
+    assert not set_param(probe, 'top_k', 0).successful
+    res = set_param(probe, 'model', 'resnet18')
+    assert not res.successful and 'restart' in res.reason
+    res = set_param(probe, 'score_threshold', 1.5)
+    assert not res.successful and 'out of range' in res.reason
+    assert set_param(probe, 'top_k', 2).successful
+    pub = probe.node.create_publisher(type(frame(coffee(), 0)), TOPIC, qos_profile_sensor_data)
+    results = probe.listen(Classification, f'{NS}/classifier/classification')
+
+    def got():
+        return any(m.header.stamp.sec == 21 for _, m in results)
+
+    for _ in range(40):
+        pub.publish(frame(coffee(), 21))
+        if probe.spin_until(got, 0.5):
+            break
+    assert [len(m.results) for _, m in results if m.header.stamp.sec == 21][0] == 2
+
+
+def test_frames_it_cannot_keep_up_with_are_dropped_not_queued(classifier_process, probe):
+    import time
+
+    assert set_param(probe, 'max_rate_hz', 4.0).successful
+    pub = probe.node.create_publisher(type(frame(coffee(), 0)), TOPIC, qos_profile_sensor_data)
+    results = probe.listen(Classification, f'{NS}/classifier/classification')
+    msg = frame(coffee(), 0)
+    sent = {}
+    t0 = time.monotonic()
+    sec = 1000
+    while time.monotonic() - t0 < 5.0:  # ~20 frames/s for 5 s against a 4 Hz classifier
+        sec += 1
+        msg.header.stamp = Time(sec=sec)
+        pub.publish(msg)
+        sent[sec] = time.monotonic()
+        probe.spin_for(0.02)
+    last_sent = time.monotonic()
+    probe.spin_for(2.0)
+    got = [(t, m.header.stamp.sec) for t, m in results if m.header.stamp.sec > 1000]
+    assert len(sent) > 60
+    assert 10 <= len(got) <= 4 * 5 + 3, f'{len(got)} results for {len(sent)} frames at 4 Hz'
+    assert all(s in sent for _, s in got)
+    # No backlog: nothing arrives long after the last frame, and every answer is to a
+    # frame that was recent when it came.
+    assert all(t - last_sent < 0.6 for t, _ in got if t > last_sent)
+    lags = [round(t - sent[s], 2) for t, s in got]
+    assert max(lags) < 0.6, lags
+    assert set_param(probe, 'max_rate_hz', 0.0).successful
