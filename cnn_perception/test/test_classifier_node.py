@@ -58,7 +58,7 @@ def test_photos_are_classified_with_their_header(classifier_process, probe):
     assert len(labels[0][1].labels) == 1000 and labels[0][1].labels[285] == 'Egyptian cat'
     for sec, img in ((11, chelsea()), (12, coffee())):
         # Publish until this frame's result arrives (discovery may drop the first ones).
-        def got():
+        def got(sec=sec):
             return any(m.header.stamp.sec == sec for _, m in results)
 
         for _ in range(40):
