@@ -13,7 +13,7 @@ TEXTURES = ('brick', 'gravel', 'grass')
 
 
 def texture(name: str) -> np.ndarray:
-    """A 512x512 RGB texture photograph from scikit-image."""
+    """Return a 512x512 RGB texture photograph from scikit-image."""
     from skimage import data
 
     if name not in TEXTURES:
@@ -49,9 +49,10 @@ def random_crops(
 def make_texture_classes(
     out: Path, per_class: int = 30, seed: int = 0, split: str = 'train'
 ) -> Path:
-    """ImageFolder with one folder per texture. 'train' crops come from the left 60% of
-    each photograph, 'test' crops from the right 40%, so held-out crops share no pixels
-    with the training set.
+    """Write an ImageFolder with one folder per texture.
+
+    'train' crops come from the left 60% of each photograph, 'test' crops from the right
+    40%, so held-out crops share no pixels with the training set.
     """
     rng = np.random.default_rng(seed)
     region = {'train': (0, 307), 'test': (307, 512)}[split]
