@@ -126,15 +126,27 @@ def cache_dir_for(weights: Path) -> Path:
     return base / 'cnn_perception' / 'onnx'
 
 
-def onnx_cache_path(info, input_size: int) -> Path:
+def onnx_cache_path(info, input_size: int, tag: str = '') -> Path:
+    """Cache file for an export of `info`'s weights; `tag` names a sub-network."""
     weights = Path(info.weights_path)
+    part = f'.{tag}' if tag else ''
     return cache_dir_for(weights) / (
-        f'{weights.stem}.{info.arch}.{input_size}.{file_hash(weights)}.onnx'
+        f'{weights.stem}.{info.arch}{part}.{input_size}.{file_hash(weights)}.onnx'
     )
 
 
-def export_onnx(model, info, path: Path, input_size: int | None = None) -> Path:
-    """Export to ONNX (batch dimension dynamic) with labels/preprocessing as metadata."""
+def export_onnx(
+    model,
+    info,
+    path: Path,
+    input_size: int | None = None,
+    spatial_dynamic: bool = False,
+    output_names: tuple[str, ...] = ('logits',),
+) -> Path:
+    """Export to ONNX (batch dimension dynamic) with labels/preprocessing as metadata.
+
+    `spatial_dynamic` also frees height and width (fully convolutional feature nets).
+    """
     import onnx
     import torch
 
@@ -143,6 +155,10 @@ def export_onnx(model, info, path: Path, input_size: int | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f'.{os.getpid()}.tmp')
     dummy = torch.zeros(1, 3, size, size)
+    axes = {0: 'batch', 2: 'height', 3: 'width'} if spatial_dynamic else {0: 'batch'}
+    dyn = {'input': axes, **{name: {0: 'batch'} for name in output_names}}
+    if spatial_dynamic:
+        dyn.update({name: {0: 'batch', 2: f'{name}_h', 3: f'{name}_w'} for name in output_names})
     model = model.cpu().float().eval()
     with torch.inference_mode():
         torch.onnx.export(
@@ -150,8 +166,8 @@ def export_onnx(model, info, path: Path, input_size: int | None = None) -> Path:
             (dummy,),
             str(tmp),
             input_names=['input'],
-            output_names=['logits'],
-            dynamic_axes={'input': {0: 'batch'}, 'logits': {0: 'batch'}},
+            output_names=list(output_names),
+            dynamic_axes=dyn,
             opset_version=17,
             dynamo=False,
         )

@@ -32,3 +32,23 @@ def draw_label_panel(rgb: np.ndarray, lines: list[str]) -> np.ndarray:
             cv2.LINE_AA,
         )
     return out
+
+
+def heatmap_overlay(rgb: np.ndarray, score_map: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Jet-coloured 0..1 map blended over the frame (red = anomalous)."""
+    heat = cv2.applyColorMap(np.clip(score_map * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
+    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(rgb, 1 - alpha, heat, alpha, 0)
+
+
+def draw_defects(rgb: np.ndarray, result) -> np.ndarray:
+    """Heatmap overlay, boxes and the image score (a DefectResult) on one frame."""
+    out = heatmap_overlay(rgb, result.score_map)
+    thick = max(1, min(rgb.shape[:2]) // 160)
+    for b in result.boxes:
+        cv2.rectangle(
+            out, (b.x, b.y), (b.x + b.width - 1, b.y + b.height - 1), (255, 255, 255), thick + 1
+        )
+        cv2.rectangle(out, (b.x, b.y), (b.x + b.width - 1, b.y + b.height - 1), (255, 0, 0), thick)
+    label = f'{"DEFECT" if result.is_defect else "ok"} {result.score:.2f}'
+    return draw_label_panel(out, [label])

@@ -1,0 +1,432 @@
+"""CNN defect detector (demo D9): learn what normal looks like, flag what differs.
+
+PatchCore-style and unsupervised: patch features from two mid-level stages of the
+pretrained EfficientNet-Lite0 (see `feature_nets.PatchFeatureNet`) of defect-free images
+form a memory bank, thinned by greedy k-center coreset selection. A new image's patches
+are scored by the distance to their nearest normal patch; the patch map is upsampled to
+the image and Gaussian-smoothed; the image score is its maximum. Positions are not
+compared, so images need not be aligned.
+
+Scores are calibrated on defect-free validation images (a high quantile) or, with defect
+examples too, at the F1-optimal threshold, and normalised so the threshold is 0.5:
+z = (raw - base) / (threshold - base), score = z / (1 + z), with `sensitivity` scaling z.
+A fitted model is one .npz file (no pickles) holding the memory bank and everything
+needed to use it.
+"""
+
+from dataclasses import asdict, dataclass, field
+import json
+from pathlib import Path
+import time
+import zipfile
+
+import cv2
+import numpy as np
+
+from cnn_perception.errors import ModelFileError
+
+FORMAT = 'cnn_perception.defects'
+VERSION = 1
+DEFAULT_LAYERS = (2, 4)  # EfficientNet stages at stride 8 (40 ch) and 16 (112 ch)
+
+
+@dataclass
+class DefectModel:
+    memory: np.ndarray  # (M, D) float32 normal patch features
+    backbone: str = 'efficientnet_lite0'
+    layers: tuple[int, ...] = DEFAULT_LAYERS
+    input_size: int = 256
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    threshold: float = 1.0  # raw anomaly score that normalises to 0.5
+    base: float = 0.0  # raw score that normalises to 0 (typical normal patch)
+    sigma: float = 4.0  # Gaussian smoothing of the map, in input pixels
+    metrics: dict = field(default_factory=dict)
+
+    def meta(self) -> dict:
+        d = asdict(self)
+        d.pop('memory')
+        return {'format': FORMAT, 'version': VERSION, **d}
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + '.tmp')
+        with open(tmp, 'wb') as f:
+            np.savez(
+                f, memory=self.memory.astype(np.float32), meta=np.array(json.dumps(self.meta()))
+            )
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> 'DefectModel':
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(
+                f'{path}: no such defect model (create one with '
+                '`python -m cnn_perception defects fit`)'
+            )
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z['meta']))
+                memory = np.asarray(z['memory'], np.float32)
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as exc:
+            raise ModelFileError(
+                f'{path}: not a readable defect model (truncated or not '
+                f'written by `defects fit`): {type(exc).__name__}'
+            ) from exc
+        if meta.get('format') != FORMAT:
+            raise ModelFileError(f'{path}: not a cnn_perception defect model')
+        if meta.get('version') != VERSION:
+            raise ModelFileError(
+                f'{path}: defect model version {meta.get("version")}, this '
+                f'build reads version {VERSION}; fit it again'
+            )
+        if memory.ndim != 2 or memory.shape[0] == 0:
+            raise ModelFileError(f'{path}: empty or malformed memory bank')
+        meta.pop('format')
+        meta.pop('version')
+        meta['layers'] = tuple(meta['layers'])
+        meta['mean'], meta['std'] = tuple(meta['mean']), tuple(meta['std'])
+        return cls(memory=memory, **meta)
+
+
+@dataclass
+class Box:
+    x: int
+    y: int
+    width: int
+    height: int
+    score: float
+
+
+@dataclass
+class DefectResult:
+    score: float  # normalised image score, 0.5 = threshold
+    is_defect: bool
+    boxes: list[Box]
+    score_map: np.ndarray  # normalised anomaly map at source resolution, float32 0..1
+    raw_score: float
+    inference_ms: float
+
+
+def greedy_coreset(
+    features: np.ndarray, n: int, seed: int = 0, proj_dim: int = 128, progress=None
+) -> np.ndarray:
+    """Pick n points by greedy k-center (farthest point) selection; return indices.
+
+    Distances are computed in a random projection to `proj_dim` dimensions (as in
+    PatchCore): it keeps the selection nearly the same at a fraction of the cost.
+    """
+    n_all = len(features)
+    n = min(n, n_all)
+    rng = np.random.default_rng(seed)
+    x = features
+    if features.shape[1] > proj_dim:
+        proj = rng.standard_normal((features.shape[1], proj_dim)).astype(np.float32)
+        x = features @ (proj / np.sqrt(proj_dim))
+    x = np.ascontiguousarray(x, np.float32)
+    sq = np.einsum('ij,ij->i', x, x)
+    chosen = np.empty(n, np.int64)
+    chosen[0] = int(rng.integers(n_all))
+    min_d = np.full(n_all, np.inf, np.float32)
+    for i in range(1, n + 1):
+        c = x[chosen[i - 1]]
+        d = sq - 2.0 * (x @ c) + float(c @ c)
+        np.minimum(min_d, d, out=min_d)
+        if i < n:
+            chosen[i] = int(np.argmax(min_d))
+        if progress is not None:
+            progress(1)
+    return chosen
+
+
+def nearest_distance(
+    feats: np.ndarray, memory: np.ndarray, mem_sq: np.ndarray, chunk: int = 4096
+) -> np.ndarray:
+    """Euclidean distance of each row of feats to its nearest memory row."""
+    out = np.empty(len(feats), np.float32)
+    f_sq = np.einsum('ij,ij->i', feats, feats)
+    for s in range(0, len(memory), chunk):
+        m = memory[s : s + chunk]
+        d = f_sq[:, None] - 2.0 * (feats @ m.T) + mem_sq[None, s : s + chunk]
+        part = d.min(axis=1)
+        out = part if s == 0 else np.minimum(out, part)
+    return np.sqrt(np.maximum(out, 0.0))
+
+
+class FeatureExtractor:
+    """Patch features of an image on torch or ONNX Runtime (same numbers, 1e-4)."""
+
+    def __init__(
+        self,
+        backbone: str = 'efficientnet_lite0',
+        layers: tuple[int, ...] = DEFAULT_LAYERS,
+        input_size: int = 256,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        backend: str = 'onnxruntime',
+        device: str = 'cpu',
+        num_threads: int = 0,
+    ):
+        self.input_size = input_size
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.asarray(std, np.float32)
+        self.backend_name = backend
+        tag = 'patch' + ''.join(map(str, layers))
+        if backend == 'onnxruntime':
+            from cnn_perception.core.backends import OnnxBackend
+
+            path = self._cached_onnx(backbone, tag)
+            if path is None or not path.is_file():
+                net, info = _build(backbone, layers)
+                from cnn_perception.core.backends import export_onnx, onnx_cache_path
+
+                path = onnx_cache_path(info, input_size, tag)
+                export_onnx(
+                    net, info, path, input_size, spatial_dynamic=True, output_names=('features',)
+                )
+            self.backend = OnnxBackend(path, device=device, num_threads=num_threads)
+        elif backend == 'torch':
+            from cnn_perception.core.backends import TorchBackend
+
+            net, _ = _build(backbone, layers)
+            self.backend = TorchBackend(net, device, device.startswith('cuda'), num_threads)
+        else:
+            raise ModelFileError(f'unknown backend {backend!r}: use onnxruntime or torch')
+
+    def _cached_onnx(self, backbone: str, tag: str) -> Path | None:
+        """Find the exported file without importing torch (the Pi path)."""
+        if backbone != 'efficientnet_lite0':
+            return None
+        from cnn_perception.core.backends import cache_dir_for, file_hash
+        from cnn_perception.core.models import _lite0_weights
+
+        w = _lite0_weights()
+        return (
+            cache_dir_for(w) / f'{w.stem}.{backbone}.{tag}.{self.input_size}.{file_hash(w)}.onnx'
+        )
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """Short side to input_size (aspect kept, sides multiples of 16), normalised NCHW."""
+        h, w = rgb.shape[:2]
+        s = self.input_size / min(h, w)
+        nh, nw = (max(16, round(h * s / 16) * 16), max(16, round(w * s / 16) * 16))
+        img = cv2.resize(
+            rgb, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+        )
+        x = (img.astype(np.float32) / 255.0 - self.mean) / self.std
+        return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """(h, w, D) patch features of one RGB image."""
+        out = self.backend.run(self.prepare(rgb))[0]
+        return np.ascontiguousarray(out.transpose(1, 2, 0), np.float32)
+
+
+def _build(backbone: str, layers):
+    from cnn_perception.core.feature_nets import build_patch_net
+
+    return build_patch_net(backbone, tuple(layers))
+
+
+def normalise(raw, base: float, threshold: float, sensitivity: float = 1.0):
+    """Raw distance -> 0..1 with the threshold at 0.5; sensitivity > 1 flags more."""
+    z = np.maximum(np.asarray(raw, np.float32) - base, 0.0) / max(threshold - base, 1e-6)
+    z = z * sensitivity
+    return z / (1.0 + z)
+
+
+class DefectDetector:
+    """A fitted DefectModel ready to score frames."""
+
+    def __init__(
+        self,
+        model: DefectModel,
+        backend: str = 'onnxruntime',
+        device: str = 'cpu',
+        num_threads: int = 0,
+        extractor: FeatureExtractor | None = None,
+    ):
+        self.model = model
+        self.extractor = extractor or FeatureExtractor(
+            model.backbone,
+            model.layers,
+            model.input_size,
+            model.mean,
+            model.std,
+            backend,
+            device,
+            num_threads,
+        )
+        self.memory = np.ascontiguousarray(model.memory, np.float32)
+        self.mem_sq = np.einsum('ij,ij->i', self.memory, self.memory)
+
+    def raw_map(self, rgb: np.ndarray, tile: int = 0) -> np.ndarray:
+        """Raw anomaly map at the source resolution; `tile` > 0 scores overlapping tiles."""
+        h, w = rgb.shape[:2]
+        if tile and max(h, w) > tile * 1.25:
+            return self._tiled(rgb, tile)
+        feats = self.extractor(rgb)
+        fh, fw, d = feats.shape
+        patch = nearest_distance(feats.reshape(-1, d), self.memory, self.mem_sq)
+        grid = patch.reshape(fh, fw)
+        # sigma is in network-input pixels; convert to source pixels
+        sigma = self.model.sigma * min(h, w) / self.model.input_size
+        # Feature cell u of a stride-s CNN is centred on input pixel s*u (convolutions
+        # padded by k//2), not s*u + s/2 - 0.5 as cv2.resize assumes: map it explicitly.
+        sx, sy = w / fw, h / fh
+        affine = np.float32([[sx, 0, 0], [0, sy, 0]])
+        up = cv2.warpAffine(
+            grid, affine, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        return cv2.GaussianBlur(up, (0, 0), sigmaX=max(sigma, 0.5))
+
+    def _tiled(self, rgb: np.ndarray, tile: int) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        tile = min(tile, h, w)
+        step = max(1, int(tile * 0.75))
+        ys = sorted({*range(0, h - tile + 1, step), h - tile})
+        xs = sorted({*range(0, w - tile + 1, step), w - tile})
+        out = np.zeros((h, w), np.float32)
+        for y in ys:
+            for x in xs:
+                m = self.raw_map(rgb[y : y + tile, x : x + tile])
+                np.maximum(out[y : y + tile, x : x + tile], m, out=out[y : y + tile, x : x + tile])
+        return out
+
+    def detect(
+        self, rgb: np.ndarray, sensitivity: float = 1.0, min_area: int = 16, tile: int = 0
+    ) -> DefectResult:
+        t0 = time.perf_counter()
+        raw = self.raw_map(rgb, tile)
+        ms = (time.perf_counter() - t0) * 1000.0
+        m = self.model
+        norm = normalise(raw, m.base, m.threshold, sensitivity).astype(np.float32)
+        score = float(norm.max())
+        boxes = boxes_from_map(norm, min_area)
+        return DefectResult(score, score >= 0.5, boxes, norm, float(raw.max()), ms)
+
+
+def boxes_from_map(norm: np.ndarray, min_area: int = 16, level: float = 0.5) -> list[Box]:
+    """Box the connected components of the map above `level`, largest peak first."""
+    mask = (norm >= level).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    boxes = []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < min_area:
+            continue
+        peak = float(norm[labels == i].max())
+        boxes.append(Box(x, y, w, h, peak))
+    boxes.sort(key=lambda b: -b.score)
+    return boxes
+
+
+def fit(
+    normal: list[np.ndarray],
+    *,
+    extractor: FeatureExtractor,
+    coreset_ratio: float = 0.03,
+    max_memory: int = 20000,
+    seed: int = 0,
+    progress: bool = True,
+    log=print,
+) -> np.ndarray:
+    """Memory bank of normal patch features, thinned by the greedy coreset."""
+    from tqdm import tqdm
+
+    feats = []
+    for img in tqdm(normal, desc='features', unit='img', disable=not progress):
+        f = extractor(img)
+        feats.append(f.reshape(-1, f.shape[-1]))
+    bank = np.concatenate(feats)
+    n = int(min(max_memory, max(1, round(len(bank) * coreset_ratio))))
+    with tqdm(total=n, desc='coreset', unit='patch', disable=not progress) as bar:
+        idx = greedy_coreset(bank, n, seed, progress=bar.update)
+    log(
+        f'memory bank: {n} of {len(bank)} normal patches ({n / len(bank):.1%}), '
+        f'{bank.shape[1]} features each'
+    )
+    return np.ascontiguousarray(bank[idx])
+
+
+def calibrate(
+    detector: DefectDetector,
+    val_normal: list[np.ndarray],
+    val_defect: list[np.ndarray] | None = None,
+    quantile: float = 0.99,
+    margin: float = 1.1,
+) -> dict:
+    """Choose threshold and base from validation images; returns what was chosen and why."""
+    normal_maps = [detector.raw_map(img) for img in val_normal]
+    normal_scores = np.array([m.max() for m in normal_maps])
+    base = float(np.median(np.concatenate([m.ravel()[::97] for m in normal_maps])))
+    if val_defect:
+        from sklearn.metrics import precision_recall_curve, roc_auc_score
+
+        defect_scores = np.array([detector.raw_map(img).max() for img in val_defect])
+        y = np.r_[np.zeros(len(normal_scores)), np.ones(len(defect_scores))]
+        s = np.r_[normal_scores, defect_scores]
+        prec, rec, thr = precision_recall_curve(y, s)
+        f1 = 2 * prec[:-1] * rec[:-1] / np.maximum(prec[:-1] + rec[:-1], 1e-9)
+        best = int(np.argmax(f1))
+        # midway between the chosen score and the next lower one: robust to new data
+        lower = s[s < thr[best]]
+        threshold = float((thr[best] + lower.max()) / 2) if lower.size else float(thr[best])
+        how = {'method': 'f1', 'f1': float(f1[best]), 'image_auroc': float(roc_auc_score(y, s))}
+    else:
+        threshold = float(np.quantile(normal_scores, quantile) * margin)
+        how = {'method': 'quantile', 'quantile': quantile, 'margin': margin}
+    how.update(
+        threshold=threshold,
+        base=base,
+        val_normal=len(val_normal),
+        val_defect=len(val_defect or []),
+        val_false_alarms=float(np.mean(normal_scores >= threshold)),
+    )
+    detector.model.threshold, detector.model.base = threshold, base
+    return how
+
+
+BUILTIN_PREFIX = 'builtin:'
+
+
+def builtin_model_path(texture: str) -> Path:
+    import os
+
+    base = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
+    return base / 'cnn_perception' / 'defects' / f'builtin_{texture}_v{VERSION}.npz'
+
+
+def load_defect_model(name: str, log=print) -> DefectModel:
+    """Load a .npz file, or a `builtin:<texture>` model.
+
+    Built-in models are fitted once on a scikit-image texture photograph (brick wall,
+    gravel, grass) and cached, so demos and tests need no dataset.
+    """
+    if not name.startswith(BUILTIN_PREFIX):
+        return DefectModel.load(Path(name))
+    from cnn_perception.datasets import TEXTURES, make_defect_images
+
+    texture = name[len(BUILTIN_PREFIX) :]
+    if texture not in TEXTURES:
+        raise ModelFileError(
+            f'{name}: unknown built-in defect model (use builtin:'
+            + ', builtin:'.join(TEXTURES)
+            + ', or a .npz file)'
+        )
+    path = builtin_model_path(texture)
+    if path.is_file():
+        return DefectModel.load(path)
+    log(
+        f'fitting built-in defect model {name} on the scikit-image {texture} photograph '
+        f'(once; cached in {path})'
+    )
+    normal, _, _ = make_defect_images(texture, 60, seed=100, with_defects=False)
+    ex = FeatureExtractor()
+    model = DefectModel(fit(normal[:48], extractor=ex, progress=False, log=log))
+    how = calibrate(DefectDetector(model, extractor=ex), normal[48:])
+    model.metrics = {'calibration': how, 'fit_images': 48, 'builtin': texture}
+    model.save(path)
+    return model

@@ -1,0 +1,173 @@
+"""defect_detector_node: the unsupervised CNN defect detector (demo D9) on a live stream.
+
+Subscribes `image`; publishes `defects/detections` (a DetectionArray for every processed
+frame -- empty when clean -- with `image_score`, header copied) and `defects/heatmap`
+(jet overlay with boxes, only computed while someone subscribes). Latest frame wins.
+"""
+
+import sys
+
+from cnn_perception_msgs.msg import BoundingBox2D, Detection, DetectionArray, ObjectHypothesis
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from cnn_perception.core.defects import DefectDetector, load_defect_model
+from cnn_perception.core.draw import draw_defects
+from cnn_perception.errors import UserError
+from cnn_perception.io.images import ImageError, numpy_to_image, to_rgb8
+from cnn_perception.nodes.common import (
+    ERROR,
+    IMAGE_QOS,
+    OK,
+    RESULT_QOS,
+    WARN,
+    Diagnostics,
+    LatestFrameWorker,
+    Param,
+    declare_params,
+    overridable,
+)
+
+PARAMS = [
+    Param(
+        'model',
+        'builtin:brick',
+        'Defect model: .npz from `defects fit`, or builtin:brick|gravel|grass (fitted once '
+        'on a scikit-image texture photograph and cached)',
+    ),
+    Param('backend', 'onnxruntime', 'Inference backend', choices=('onnxruntime', 'torch')),
+    Param('device', 'cpu', 'cpu or cuda', choices=('cpu', 'cuda')),
+    Param('num_threads', 0, 'CPU threads for inference (0: library default)', 0, 64),
+    Param(
+        'tile',
+        0,
+        'Score overlapping square tiles of this many pixels (0: whole frame); '
+        'keeps small defects in large frames',
+        0,
+        4096,
+    ),
+    Param(
+        'sensitivity',
+        1.0,
+        'Scales anomaly scores: > 1 flags more, < 1 fewer',
+        0.01,
+        100.0,
+        live=True,
+    ),
+    Param('min_area', 16, 'Smallest defect region reported, in pixels', 1, 1000000, live=True),
+    Param(
+        'max_rate_hz',
+        0.0,
+        'Most frames scored per second (0: as fast as possible)',
+        0.0,
+        1000.0,
+        live=True,
+    ),
+]
+OUTPUT_IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class DefectDetectorNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('defect_detector', **kwargs)
+        p = declare_params(self, PARAMS)
+        self.sensitivity, self.min_area, self.tile = p['sensitivity'], p['min_area'], p['tile']
+        self.diag = Diagnostics(self)
+        model = load_defect_model(p['model'], log=self.get_logger().info)
+        self.detector = DefectDetector(model, p['backend'], p['device'], p['num_threads'])
+        self.model_name = p['model'].rsplit('/', 1)[-1]
+        self.pub = self.create_publisher(
+            DetectionArray, 'defects/detections', RESULT_QOS, qos_overriding_options=overridable()
+        )
+        self.heatmap_pub = self.create_publisher(Image, 'defects/heatmap', OUTPUT_IMAGE_QOS)
+        self.worker = LatestFrameWorker(self._process, self._failed, name='defects')
+        self.worker.min_period = 1.0 / p['max_rate_hz'] if p['max_rate_hz'] > 0 else 0.0
+        self.add_post_set_parameters_callback(self._params_changed)
+        self.create_subscription(
+            Image, 'image', self.worker.submit, IMAGE_QOS, qos_overriding_options=overridable()
+        )
+        self.diag.set(OK, f'{self.model_name}: waiting for images', model=self.model_name)
+
+    def _params_changed(self, params) -> None:
+        for prm in params:
+            if prm.name == 'sensitivity':
+                self.sensitivity = float(prm.value)
+            elif prm.name == 'min_area':
+                self.min_area = int(prm.value)
+            elif prm.name == 'max_rate_hz':
+                self.worker.min_period = 1.0 / prm.value if prm.value > 0 else 0.0
+
+    def _failed(self, exc: Exception) -> None:
+        if isinstance(exc, ImageError):
+            self.diag.count('bad_frames')
+            self.diag.set(WARN, f'bad image skipped: {exc}')
+            return
+        self.diag.count('inference_errors')
+        level = ERROR if self.worker.failures_in_a_row >= self.worker.backoff_after else WARN
+        self.diag.set(
+            level,
+            f'defect scoring failed ({self.worker.failures_in_a_row} in a '
+            f'row): {type(exc).__name__}: {exc}',
+        )
+
+    def _process(self, msg: Image) -> None:
+        rgb = to_rgb8(msg)
+        res = self.detector.detect(rgb, self.sensitivity, self.min_area, self.tile)
+        out = DetectionArray(
+            header=msg.header,
+            model=self.model_name,
+            image_score=float(res.score),
+            inference_ms=float(res.inference_ms),
+        )
+        for i, b in enumerate(res.boxes if res.is_defect else []):
+            out.detections.append(
+                Detection(
+                    hypothesis=ObjectHypothesis(class_id=0, label='defect', score=float(b.score)),
+                    bbox=BoundingBox2D(
+                        center_x=b.x + b.width / 2.0,
+                        center_y=b.y + b.height / 2.0,
+                        size_x=float(b.width),
+                        size_y=float(b.height),
+                    ),
+                    id=str(i),
+                )
+            )
+        self.pub.publish(out)
+        if self.heatmap_pub.get_subscription_count() > 0:
+            self.heatmap_pub.publish(numpy_to_image(draw_defects(rgb, res), 'rgb8', msg.header))
+        if self.diag.level != OK:
+            self.diag.set(OK, 'scoring')
+        self.diag.values.update(
+            processed=self.worker.processed + 1,
+            dropped=self.worker.dropped,
+            last_inference_ms=round(res.inference_ms, 2),
+            last_score=round(res.score, 3),
+        )
+
+    def destroy_node(self) -> None:
+        self.worker.stop()
+        super().destroy_node()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = DefectDetectorNode()
+        rclpy.spin(node)
+    except UserError as exc:
+        print(f'defect_detector_node: {exc}', file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

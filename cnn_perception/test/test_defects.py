@@ -1,0 +1,245 @@
+"""Defect detector on real texture photographs with painted defects (brick wall)."""
+
+import json
+import subprocess
+import sys
+import time
+
+from cnn_perception_msgs.msg import DetectionArray
+from conftest import run_cli, stop_process
+import cv2
+import numpy as np
+import pytest
+from rclpy.qos import qos_profile_sensor_data
+
+from cnn_perception.core.defects import (
+    DefectDetector,
+    DefectModel,
+    FeatureExtractor,
+    greedy_coreset,
+    normalise,
+)
+from cnn_perception.errors import ModelFileError
+from cnn_perception.io.images import numpy_to_image
+
+
+def cli(*args, timeout=600):
+    res = subprocess.run(
+        [sys.executable, '-m', 'cnn_perception', *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
+
+
+@pytest.fixture(scope='module')
+def brick(tmp_path_factory):
+    """Fit on 100 normal crops; test on 40 + 40 other crops (other random placements)."""
+    root = tmp_path_factory.mktemp('brick')
+    cli(
+        'defects',
+        'make-dataset',
+        '--out',
+        root / 'fit',
+        '--texture',
+        'brick',
+        '--count',
+        100,
+        '--seed',
+        1,
+    )
+    cli(
+        'defects',
+        'make-dataset',
+        '--out',
+        root / 'test',
+        '--texture',
+        'brick',
+        '--count',
+        40,
+        '--seed',
+        2,
+    )
+    t0 = time.monotonic()
+    out = cli('defects', 'fit', '--normal', root / 'fit' / 'normal', '--out', root / 'm.npz')
+    return root, time.monotonic() - t0, out
+
+
+def test_fit_is_quick_and_reports_its_calibration(brick):
+    root, seconds, out = brick
+    assert seconds < 120, f'fitting 100 images took {seconds:.0f} s'
+    assert 'calibration: quantile threshold' in out
+    model = DefectModel.load(root / 'm.npz')
+    assert model.metrics['calibration']['val_normal'] == 20  # 20% held out of 100
+    assert 0 < len(model.memory) <= 0.05 * 80 * 32 * 32
+
+
+def test_acceptance_figures_on_held_out_crops(brick):
+    root = brick[0]
+    out = cli(
+        'defects',
+        'eval',
+        '--model',
+        root / 'm.npz',
+        '--normal',
+        root / 'test' / 'normal',
+        '--defect',
+        root / 'test' / 'defect',
+        '--masks',
+        root / 'test' / 'masks',
+        '--json',
+        '--plot',
+        root / 'roc.png',
+    )
+    m = json.loads(out.strip().splitlines()[-1])
+    assert m['image_auroc'] >= 0.95 and m['pixel_auroc'] >= 0.95, m
+    assert m['box_hit_rate'] >= 0.9 and m['false_alarm_rate'] <= 0.1, m
+    for key in ('plot', 'sheet'):
+        img = cv2.imread(m[key])
+        assert img is not None and img.std() > 10
+
+
+def test_score_json_boxes_lie_on_the_painted_defect(brick):
+    root = brick[0]
+    defect = sorted((root / 'test' / 'defect').glob('*stain*.png'))[0]
+    normal = sorted((root / 'test' / 'normal').glob('*.png'))[0]
+    out = cli('defects', 'score', '--model', root / 'm.npz', defect, normal, '--json')
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r['is_defect'] for r in rows] == [True, False]
+    assert rows[1]['boxes'] == [] and rows[1]['score'] < 0.5 <= rows[0]['score']
+    box = rows[0]['boxes'][0]
+    mask = cv2.imread(str(root / 'test' / 'masks' / defect.name), cv2.IMREAD_GRAYSCALE)
+    ys, xs = np.nonzero(mask)
+    cx, cy = xs.mean(), ys.mean()
+    assert box['x'] <= cx <= box['x'] + box['width'] and box['y'] <= cy <= box['y'] + box['height']
+    assert rows[0]['inference_ms'] > 0
+
+
+def test_backends_agree_on_patch_features():
+    from skimage import data
+
+    img = cv2.cvtColor(data.brick(), cv2.COLOR_GRAY2RGB)[:256, :256]
+    a = FeatureExtractor(backend='onnxruntime')(img)
+    b = FeatureExtractor(backend='torch')(img)
+    assert a.shape == b.shape == (32, 32, 152)
+    assert np.abs(a - b).max() < 1e-3
+
+
+def test_coreset_picks_spread_out_points():
+    rng = np.random.default_rng(0)
+    clusters = np.concatenate([rng.normal(c, 0.01, (500, 8)) for c in (0, 5, 10, 15)])
+    idx = greedy_coreset(clusters.astype(np.float32), 4, proj_dim=8)
+    assert sorted(set(np.round(clusters[idx, 0] / 5).astype(int))) == [0, 1, 2, 3]
+
+
+def test_normalisation_puts_the_threshold_at_one_half():
+    s = normalise(np.array([10.0, 20.0, 30.0, 1e6]), base=10.0, threshold=20.0)
+    assert s[0] == 0 and s[1] == pytest.approx(0.5) and s[2] > 0.5 and s[3] < 1.0
+    assert normalise(15.0, 10.0, 20.0, sensitivity=2.0) == pytest.approx(0.5)
+
+
+def test_tiling_keeps_a_small_defect_in_a_large_frame(brick):
+    """The whole 512x512 wall photo at the scale the model was fitted at (256 crops).
+
+    Without tiling the frame is shrunk to 256 px: bricks and defect halve in size and the
+    whole frame looks anomalous; 256 px tiles keep the scale and find the defect.
+    """
+    from cnn_perception.datasets import paint_defect, texture
+
+    root = brick[0]
+    det = DefectDetector(DefectModel.load(root / 'm.npz'))
+    wall = texture('brick')
+    img, mask = paint_defect(wall, 'hole', np.random.default_rng(0))
+    ys, xs = np.nonzero(mask)
+    tiled = det.detect(img, tile=256)
+    assert tiled.is_defect
+    b = tiled.boxes[0]
+    assert b.x <= xs.mean() <= b.x + b.width and b.y <= ys.mean() <= b.y + b.height
+    assert b.width * b.height < 0.05 * 512 * 512
+    assert not det.detect(wall, tile=256).is_defect
+    untiled = det.detect(img)
+    assert untiled.boxes[0].width > 400  # the lost detail: everything differs at half scale
+
+
+def test_bad_model_files_fail_with_one_clear_line(brick, tmp_path):
+    root = brick[0]
+    good = (root / 'm.npz').read_bytes()
+    (tmp_path / 'trunc.npz').write_bytes(good[: len(good) // 2])
+    old = DefectModel.load(root / 'm.npz')
+    meta = old.meta()
+    meta['version'] = 0
+    with open(tmp_path / 'old.npz', 'wb') as f:
+        np.savez(f, memory=old.memory, meta=np.array(json.dumps(meta)))
+    for name, why in (
+        ('missing.npz', 'no such defect model'),
+        ('trunc.npz', 'not a readable'),
+        ('old.npz', 'version 0'),
+    ):
+        with pytest.raises(ModelFileError, match=why) as err:
+            DefectModel.load(tmp_path / name)
+        assert name in str(err.value) and '\n' not in str(err.value)
+    res = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'cnn_perception',
+            'defects',
+            'score',
+            '--model',
+            str(tmp_path / 'trunc.npz'),
+            str(tmp_path / 'x.png'),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2 and 'Traceback' not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_node_publishes_every_frame_and_boxes_only_on_defects(brick, tmp_path, probe):
+    from builtin_interfaces.msg import Time
+
+    root = brick[0]
+    params = tmp_path / 'p.yaml'
+    params.write_text(f'/**/defect_detector:\n  ros__parameters:\n    model: {root / "m.npz"}\n')
+    proc = run_cli(
+        'run',
+        '--nodes',
+        'defects',
+        '--params-file',
+        str(params),
+        '--image-topic',
+        '/test/wall',
+        '--duration',
+        '120',
+    )
+    got = probe.listen(DetectionArray, '/cnn_perception/defects/detections')
+    defect = cv2.imread(str(sorted((root / 'test' / 'defect').glob('*.png'))[0]))
+    normal = cv2.imread(str(sorted((root / 'test' / 'normal').glob('*.png'))[0]))
+    pub = probe.node.create_publisher(
+        type(numpy_to_image(normal, 'bgr8')), '/test/wall', qos_profile_sensor_data
+    )
+    try:
+        for sec, img in ((1, defect), (2, normal)):
+            msg = numpy_to_image(img, 'bgr8')
+            msg.header.stamp = Time(sec=sec)
+            msg.header.frame_id = 'wall_cam'
+
+            def seen(sec=sec):
+                return any(m.header.stamp.sec == sec for _, m in got)
+
+            for _ in range(120):
+                pub.publish(msg)
+                if probe.spin_until(seen, 0.5):
+                    break
+            assert seen(), f'no DetectionArray for frame {sec}'
+    finally:
+        log = stop_process(proc)
+    by_sec = {m.header.stamp.sec: m for _, m in got}
+    assert by_sec[1].detections and by_sec[1].image_score >= 0.5, log
+    assert by_sec[2].detections == [] and by_sec[2].image_score < 0.5  # empty is an answer
+    assert by_sec[1].header.frame_id == 'wall_cam'
+    det = by_sec[1].detections[0]
+    assert det.hypothesis.label == 'defect' and det.bbox.size_x > 0
