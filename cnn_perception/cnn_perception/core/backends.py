@@ -135,6 +135,20 @@ def onnx_cache_path(info, input_size: int, tag: str = '') -> Path:
     )
 
 
+def registry_onnx_path(model_name: str, input_size: int, tag: str) -> Path | None:
+    """Where the export of a registry model's shipped weights lives, found without torch.
+
+    This is how the torch-free (Pi) path finds sub-networks (patch features, feature
+    maps) exported earlier; None for models without shipped weights.
+    """
+    if model_name != 'efficientnet_lite0':
+        return None
+    from cnn_perception.core.models import _lite0_weights
+
+    w = _lite0_weights()
+    return cache_dir_for(w) / f'{w.stem}.{model_name}.{tag}.{input_size}.{file_hash(w)}.onnx'
+
+
 def export_onnx(
     model,
     info,

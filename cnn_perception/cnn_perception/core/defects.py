@@ -196,16 +196,9 @@ class FeatureExtractor:
             raise ModelFileError(f'unknown backend {backend!r}: use onnxruntime or torch')
 
     def _cached_onnx(self, backbone: str, tag: str) -> Path | None:
-        """Find the exported file without importing torch (the Pi path)."""
-        if backbone != 'efficientnet_lite0':
-            return None
-        from cnn_perception.core.backends import cache_dir_for, file_hash
-        from cnn_perception.core.models import _lite0_weights
+        from cnn_perception.core.backends import registry_onnx_path
 
-        w = _lite0_weights()
-        return (
-            cache_dir_for(w) / f'{w.stem}.{backbone}.{tag}.{self.input_size}.{file_hash(w)}.onnx'
-        )
+        return registry_onnx_path(backbone, self.input_size, tag)
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
         """Short side to input_size (aspect kept, sides multiples of 16), normalised NCHW."""

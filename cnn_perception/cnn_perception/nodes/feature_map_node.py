@@ -1,0 +1,156 @@
+"""feature_map_node: what the CNN sees (demo D10), live in rviz.
+
+Publishes `feature_maps/mosaic` (the chosen layers stacked, each labelled with its name
+and shape) and `feature_maps/cam` (class activation map over the frame). Nothing is
+computed while nobody subscribes; with a subscriber, at most `max_rate_hz` frames/s.
+"""
+
+import sys
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from cnn_perception.core import feature_maps as fm
+from cnn_perception.core.draw import draw_label_panel
+from cnn_perception.core.models import DEFAULT_MODEL
+from cnn_perception.errors import UserError
+from cnn_perception.io.images import ImageError, numpy_to_image, to_rgb8
+from cnn_perception.nodes.common import (
+    ERROR,
+    IMAGE_QOS,
+    OK,
+    WARN,
+    Diagnostics,
+    LatestFrameWorker,
+    Param,
+    declare_params,
+    overridable,
+)
+
+PARAMS = [
+    Param('model', DEFAULT_MODEL, 'Registry model whose feature maps are shown'),
+    Param(
+        'layers',
+        list(fm.DEFAULT_LAYERS[DEFAULT_MODEL]),
+        'Layer names to show (python -m cnn_perception features --list-layers)',
+    ),
+    Param(
+        'backend',
+        'onnxruntime',
+        'Inference backend (gradcam needs torch)',
+        choices=('onnxruntime', 'torch'),
+    ),
+    Param('device', 'cpu', 'cpu or cuda', choices=('cpu', 'cuda')),
+    Param('channels_per_layer', 16, 'Most active channels shown per layer', 1, 256),
+    Param('colormap', 'viridis', 'Colormap of the mosaic', choices=tuple(fm.COLORMAPS)),
+    Param('per_channel', False, 'Scale every channel on its own instead of per layer'),
+    Param(
+        'cam_method',
+        'eigencam',
+        'Class activation map: eigencam (forward only) or gradcam (torch backend)',
+        choices=('eigencam', 'gradcam'),
+    ),
+    Param('max_rate_hz', 2.0, 'Most frames processed per second', 0.01, 100.0, live=True),
+]
+OUTPUT_IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class FeatureMapNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('feature_map', **kwargs)
+        p = declare_params(self, PARAMS)
+        if p['cam_method'] == 'gradcam' and p['backend'] != 'torch':
+            raise UserError('feature_map: cam_method gradcam needs backend torch')
+        self.diag = Diagnostics(self)
+        self.model = fm.FeatureMapModel(p['model'], list(p['layers']), p['backend'], p['device'])
+        self.cam_method = p['cam_method']
+        self.mosaics = fm.MosaicBuilder(p['channels_per_layer'], p['colormap'], p['per_channel'])
+        self.mosaic_pub = self.create_publisher(Image, 'feature_maps/mosaic', OUTPUT_IMAGE_QOS)
+        self.cam_pub = self.create_publisher(Image, 'feature_maps/cam', OUTPUT_IMAGE_QOS)
+        self.inferences = 0
+        self.skipped = 0
+        self.worker = LatestFrameWorker(self._process, self._failed, name='feature_maps')
+        self.worker.min_period = 1.0 / p['max_rate_hz']
+        self.add_post_set_parameters_callback(self._params_changed)
+        self.create_subscription(
+            Image, 'image', self._on_image, IMAGE_QOS, qos_overriding_options=overridable()
+        )
+        self.diag.set(OK, 'idle: no subscriber to feature_maps/*', inferences=0)
+
+    def _params_changed(self, params) -> None:
+        for prm in params:
+            if prm.name == 'max_rate_hz':
+                self.worker.min_period = 1.0 / prm.value
+
+    def _watched(self) -> bool:
+        return (
+            self.mosaic_pub.get_subscription_count() > 0
+            or self.cam_pub.get_subscription_count() > 0
+        )
+
+    def _on_image(self, msg: Image) -> None:
+        # Visualisation is for people: without a viewer it costs nothing.
+        if not self._watched():
+            self.skipped += 1
+            return
+        self.worker.submit(msg)
+
+    def _failed(self, exc: Exception) -> None:
+        if isinstance(exc, ImageError):
+            self.diag.count('bad_frames')
+            self.diag.set(WARN, f'bad image skipped: {exc}')
+            return
+        self.diag.count('inference_errors')
+        level = ERROR if self.worker.failures_in_a_row >= self.worker.backoff_after else WARN
+        self.diag.set(level, f'feature maps failed: {type(exc).__name__}: {exc}')
+
+    def _process(self, msg: Image) -> None:
+        rgb = to_rgb8(msg)
+        logits, acts = self.model.run(rgb)
+        self.inferences += 1
+        if self.mosaic_pub.get_subscription_count() > 0:
+            mosaic = self.mosaics.stacked({n: acts[n] for n in self.model.layers})
+            self.mosaic_pub.publish(numpy_to_image(mosaic, 'rgb8', msg.header))
+        if self.cam_pub.get_subscription_count() > 0:
+            top = int(np.argmax(logits))
+            cam = (
+                self.model.grad_cam(rgb, top)
+                if self.cam_method == 'gradcam'
+                else fm.eigen_cam(acts[self.model.cam_layer])
+            )
+            full = fm.cam_to_source(cam, self.model.preprocess, *rgb.shape[:2])
+            label = self.model.labels[top] if self.model.labels else str(top)
+            overlay = draw_label_panel(fm.cam_overlay(rgb, full), [f'{label} ({self.cam_method})'])
+            self.cam_pub.publish(numpy_to_image(overlay, 'rgb8', msg.header))
+        if self.diag.level != OK or self.inferences == 1:
+            self.diag.set(OK, 'publishing feature maps')
+        self.diag.values.update(inferences=self.inferences, skipped_unwatched=self.skipped)
+
+    def destroy_node(self) -> None:
+        self.worker.stop()
+        super().destroy_node()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = FeatureMapNode()
+        rclpy.spin(node)
+    except UserError as exc:
+        print(f'feature_map_node: {exc}', file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
