@@ -8,7 +8,7 @@ latest-frame-wins slot, so frames the model cannot keep up with are dropped, not
 
 import sys
 
-from cnn_perception_msgs.msg import Classification, LabelMap, ObjectHypothesis
+from cnn_perception_msgs.msg import Classification, LabelMap
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -31,6 +31,7 @@ from cnn_perception.nodes.common import (
     declare_params,
     overridable,
 )
+from cnn_perception.results import classification_msg, overlay_lines
 
 PARAMS = [
     Param(
@@ -140,20 +141,10 @@ class ClassifierNode(Node):
     def _process(self, msg: Image) -> None:
         rgb = to_rgb8(msg)
         pred = self.clf.predict(rgb, self.top_k, self.threshold)
-        out = Classification(
-            header=msg.header, model=self.model_name, inference_ms=float(pred.inference_ms)
-        )
-        out.results = [
-            ObjectHypothesis(class_id=h.class_id, label=h.label, score=h.score)
-            for h in pred.results
-        ]
-        self.result_pub.publish(out)
+        self.result_pub.publish(classification_msg(msg.header, pred, self.model_name))
         if self.overlay_pub.get_subscription_count() > 0:
-            lines = [f'{h.label}  {h.score:.0%}' for h in pred.results[:3]]
-            lines.append(f'{self.model_name} {pred.inference_ms:.0f} ms')
-            self.overlay_pub.publish(
-                numpy_to_image(draw_label_panel(rgb, lines), 'rgb8', msg.header)
-            )
+            panel = draw_label_panel(rgb, overlay_lines(pred, self.model_name))
+            self.overlay_pub.publish(numpy_to_image(panel, 'rgb8', msg.header))
         if self.diag.level != OK:
             self.diag.set(OK, 'classifying')
         self.diag.values.update(

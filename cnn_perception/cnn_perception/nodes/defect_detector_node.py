@@ -7,7 +7,7 @@ frame -- empty when clean -- with `image_score`, header copied) and `defects/hea
 
 import sys
 
-from cnn_perception_msgs.msg import BoundingBox2D, Detection, DetectionArray, ObjectHypothesis
+from cnn_perception_msgs.msg import DetectionArray
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -29,6 +29,7 @@ from cnn_perception.nodes.common import (
     declare_params,
     overridable,
 )
+from cnn_perception.results import detections_msg
 
 PARAMS = [
     Param(
@@ -115,26 +116,7 @@ class DefectDetectorNode(Node):
     def _process(self, msg: Image) -> None:
         rgb = to_rgb8(msg)
         res = self.detector.detect(rgb, self.sensitivity, self.min_area, self.tile)
-        out = DetectionArray(
-            header=msg.header,
-            model=self.model_name,
-            image_score=float(res.score),
-            inference_ms=float(res.inference_ms),
-        )
-        for i, b in enumerate(res.boxes if res.is_defect else []):
-            out.detections.append(
-                Detection(
-                    hypothesis=ObjectHypothesis(class_id=0, label='defect', score=float(b.score)),
-                    bbox=BoundingBox2D(
-                        center_x=b.x + b.width / 2.0,
-                        center_y=b.y + b.height / 2.0,
-                        size_x=float(b.width),
-                        size_y=float(b.height),
-                    ),
-                    id=str(i),
-                )
-            )
-        self.pub.publish(out)
+        self.pub.publish(detections_msg(msg.header, res, self.model_name))
         if self.heatmap_pub.get_subscription_count() > 0:
             self.heatmap_pub.publish(numpy_to_image(draw_defects(rgb, res), 'rgb8', msg.header))
         if self.diag.level != OK:
