@@ -14,7 +14,14 @@ from cnn_perception import __version__
 from cnn_perception.errors import UserError
 
 # Modules in cnn_perception.commands; each provides `add_parser(subparsers)`.
-COMMAND_MODULES: tuple[str, ...] = ('run', 'models', 'train', 'defects', 'features')
+COMMAND_MODULES: tuple[str, ...] = (
+    'run',
+    'models',
+    'train',
+    'defects',
+    'features',
+    'bag',
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,28 +22,55 @@ os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
 
 def python_process(*args: str, **kwargs) -> subprocess.Popen:
-    """Start `python <args>` with this test run's environment (same ROS domain)."""
-    return subprocess.Popen(
+    """Start `python <args>` with this test run's environment (same ROS domain).
+
+    Its output is collected line by line in `proc.lines` by a reader thread, so a test
+    can wait for a line while the process runs (`wait_for_line`).
+    """
+    import threading
+
+    proc = subprocess.Popen(
         [sys.executable, *args],
         env=dict(os.environ),
-        stdout=kwargs.pop('stdout', subprocess.PIPE),
-        stderr=kwargs.pop('stderr', subprocess.STDOUT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         **kwargs,
     )
+    proc.lines = []
+
+    def pump():
+        for line in proc.stdout:
+            proc.lines.append(line)
+
+    proc.reader = threading.Thread(target=pump, daemon=True)
+    proc.reader.start()
+    return proc
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> str:
-    """SIGINT, then SIGKILL if it hangs; returns what it printed."""
+def wait_for_line(proc: subprocess.Popen, text: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(text in line for line in proc.lines):
+            return True
+        if proc.poll() is not None:
+            proc.reader.join(2)
+            return any(text in line for line in proc.lines)
+        time.sleep(0.05)
+    return False
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0, sig: int = 2) -> str:
+    """SIGINT (or `sig`), then SIGKILL if it hangs; returns what it printed."""
     if proc.poll() is None:
-        proc.send_signal(2)
+        proc.send_signal(sig)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    out = proc.stdout.read() if proc.stdout else ''
-    return out or ''
+    proc.reader.join(5)
+    return ''.join(proc.lines)
 
 
 @pytest.fixture

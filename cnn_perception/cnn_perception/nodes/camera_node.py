@@ -62,6 +62,7 @@ class CameraNode(Node):
         check_openable(self.spec)
         self.width, self.height, self.fps = p['width'], p['height'], p['fps']
         self.frame_id, self.loop, self.encoding = p['frame_id'], p['loop'], p['encoding']
+        self.wait_for = p['wait_for_subscribers']
         self.info_template = load_camera_info(p['camera_info_url'], self.width, self.height)
         self.diag = Diagnostics(self, hardware_id=p['source'])
         self.image_pub = self.create_publisher(
@@ -100,6 +101,9 @@ class CameraNode(Node):
     def _tick(self) -> None:
         if self.ended:
             return
+        if self.wait_for and self.image_pub.get_subscription_count() < self.wait_for:
+            return
+        self.wait_for = 0  # once started, never hold frames again
         if self.source is None:
             if time.monotonic() < self.next_try or not self._connect():
                 return

@@ -1,0 +1,199 @@
+"""The system end to end on a replayed flight: bag play -> pipeline -> bag record."""
+
+from pathlib import Path
+import subprocess
+import sys
+import time
+
+from cnn_perception_msgs.msg import Classification, DetectionArray, LabelMap
+from conftest import run_cli, stop_process, wait_for_line
+import pytest
+from rclpy.serialization import deserialize_message
+from rosbags.rosbag2 import Reader
+from sensor_msgs.msg import Image
+
+from cnn_perception.core.defect_eval import box_iou
+from cnn_perception.flight import TOPIC, load_truth, make_flight_bag
+
+NS = '/cnn_perception'
+OUTPUTS = {
+    f'{NS}/classifier/classification': Classification,
+    f'{NS}/classifier/labels': LabelMap,
+    f'{NS}/classifier/overlay': Image,
+    f'{NS}/defects/detections': DetectionArray,
+    f'{NS}/defects/heatmap': Image,
+    f'{NS}/feature_maps/mosaic': Image,
+    f'{NS}/feature_maps/cam': Image,
+}
+
+
+def read_bag(path: Path) -> dict[str, list]:
+    out = {}
+    with Reader(path) as reader:
+        for conn, _, raw in reader.messages():
+            cls = OUTPUTS.get(conn.topic, Image)
+            out.setdefault(conn.topic, []).append(deserialize_message(bytes(raw), cls))
+    return out
+
+
+def ns_of(msg) -> int:
+    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+
+
+@pytest.fixture(scope='module')
+def flight(tmp_path_factory):
+    root = tmp_path_factory.mktemp('flight')
+    make_flight_bag(root / 'flight', fps=2.0)
+    return root
+
+
+@pytest.fixture(scope='module')
+def live(flight):
+    pipeline = run_cli(
+        'run',
+        '--nodes',
+        'classifier,defects,features',
+        '--image-topic',
+        TOPIC,
+        '--duration',
+        '300',
+    )
+    rec = run_cli('bag', 'record', '--out', str(flight / 'live'), '--topics', *OUTPUTS)
+    try:
+        assert wait_for_line(rec, 'recording 7 topic', 120), ''.join(rec.lines)
+        time.sleep(2.0)  # let the recorder's subscriptions match
+        play = subprocess.run(
+            [
+                sys.executable,
+                '-m',
+                'cnn_perception',
+                'bag',
+                'play',
+                str(flight / 'flight'),
+                '--rate',
+                '1.0',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert play.returncode == 0, play.stdout + play.stderr
+        assert 'sent 12 message(s)' in play.stdout
+        time.sleep(4.0)  # the last frames' results
+    finally:
+        rec_log = stop_process(rec)
+        pipe_log = stop_process(pipeline)
+    assert 'bag record: closed' in rec_log, rec_log
+    assert 'Traceback' not in pipe_log, pipe_log
+    return read_bag(flight / 'live')
+
+
+def test_every_frame_has_one_result_per_node(flight, live):
+    truth = load_truth(flight / 'flight')
+    stamps = [t['stamp_ns'] for t in truth]
+    for topic in (f'{NS}/classifier/classification', f'{NS}/defects/detections'):
+        got = sorted(ns_of(m) for m in live[topic])
+        assert got == stamps, f'{topic}: {len(got)} results for {len(stamps)} frames'
+    assert all(
+        m.header.frame_id == 'camera_optical_frame'
+        for m in live[f'{NS}/classifier/classification']
+    )
+    assert len(live[f'{NS}/classifier/labels']) == 1  # latched, caught by the recorder
+
+
+def test_photos_cats_and_defects_are_found(flight, live):
+    truth = {t['stamp_ns']: t for t in load_truth(flight / 'flight')}
+    for m in live[f'{NS}/classifier/classification']:
+        t = truth[ns_of(m)]
+        if t['kind'] == 'photo':
+            assert m.results[0].label in t['expected'], (t['name'], m.results[0].label)
+    for m in live[f'{NS}/defects/detections']:
+        t = truth[ns_of(m)]
+        if t['kind'] == 'clean':
+            assert m.detections == [], t
+        elif t['kind'] == 'defect':
+            boxes = [
+                (
+                    d.bbox.center_x - d.bbox.size_x / 2,
+                    d.bbox.center_y - d.bbox.size_y / 2,
+                    d.bbox.size_x,
+                    d.bbox.size_y,
+                )
+                for d in m.detections
+            ]
+            assert any(box_iou(b, tuple(t['box'])) >= 0.2 for b in boxes), (t, boxes)
+
+
+def test_images_are_published_for_subscribers(live):
+    for topic in ('classifier/overlay', 'defects/heatmap'):
+        assert len(live[f'{NS}/{topic}']) == 12, topic
+    for topic in ('feature_maps/mosaic', 'feature_maps/cam'):
+        assert len(live[f'{NS}/{topic}']) >= 2, topic  # throttled to 2 Hz
+    overlay = live[f'{NS}/classifier/overlay'][0]
+    assert overlay.encoding == 'rgb8' and overlay.width == 451  # chelsea, native size
+
+
+def test_offline_process_gives_the_live_classifications(flight, live):
+    res = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'cnn_perception',
+            'bag',
+            'process',
+            str(flight / 'flight'),
+            str(flight / 'offline'),
+            '--classifier',
+            '--defects',
+            'builtin:brick',
+            '--image-topic',
+            TOPIC,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    offline = read_bag(flight / 'offline')
+    on = {ns_of(m): m for m in live[f'{NS}/classifier/classification']}
+    off = {ns_of(m): m for m in offline[f'{NS}/classifier/classification']}
+    assert on.keys() == off.keys()
+    for k in on:
+        assert [h.label for h in on[k].results] == [h.label for h in off[k].results]
+        for a, b in zip(on[k].results, off[k].results, strict=True):
+            assert abs(a.score - b.score) < 1e-4
+    on_d = {ns_of(m): len(m.detections) for m in live[f'{NS}/defects/detections']}
+    off_d = {ns_of(m): len(m.detections) for m in offline[f'{NS}/defects/detections']}
+    assert on_d == off_d
+
+
+def test_bag_info_counts_and_broken_bags(flight, live, tmp_path):
+    res = subprocess.run(
+        [sys.executable, '-m', 'cnn_perception', 'bag', 'info', str(flight / 'live')],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0
+    assert (
+        f'Topic: {NS}/classifier/classification | Type: '
+        f'cnn_perception_msgs/msg/Classification | Count: 12' in res.stdout
+    )
+    broken = tmp_path / 'broken'
+    broken.mkdir()
+    meta = (flight / 'flight' / 'metadata.yaml').read_text()
+    (broken / 'metadata.yaml').write_text(meta.replace('flight.mcap', 'broken.mcap'))
+    data = (flight / 'flight' / 'flight.mcap').read_bytes()
+    (broken / 'broken.mcap').write_bytes(data[: len(data) // 3])
+    for bag in (broken, tmp_path / 'missing'):
+        for cmd in (
+            ['info', str(bag)],
+            ['process', str(bag), str(tmp_path / 'o'), '--classifier'],
+        ):
+            r = subprocess.run(
+                [sys.executable, '-m', 'cnn_perception', 'bag', *cmd],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert r.returncode != 0 and 'Traceback' not in r.stderr, (cmd, r.stderr)
+            assert str(bag) in r.stderr and len(r.stderr.strip().splitlines()) == 1
