@@ -14,14 +14,7 @@ from cnn_perception import __version__
 from cnn_perception.errors import UserError
 
 # Modules in cnn_perception.commands; each provides `add_parser(subparsers)`.
-COMMAND_MODULES: tuple[str, ...] = (
-    'run',
-    'models',
-    'train',
-    'defects',
-    'features',
-    'bag',
-)
+COMMAND_MODULES = ('run', 'models', 'train', 'defects', 'features', 'bag', 'demo')
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -46,6 +46,13 @@ PARAMS = [
         'encoding', 'bgr8', 'Encoding of the published images', choices=('bgr8', 'rgb8', 'mono8')
     ),
     Param(
+        'wait_for_subscribers',
+        0,
+        'Hold the first frame until this many subscribers listen (replays, demos)',
+        0,
+        100,
+    ),
+    Param(
         'camera_info_url',
         '',
         'Calibration YAML (camera_info format, file:// or a path); empty: uncalibrated',
