@@ -14,7 +14,7 @@ from cnn_perception import __version__
 from cnn_perception.errors import UserError
 
 # Modules in cnn_perception.commands; each provides `add_parser(subparsers)`.
-COMMAND_MODULES = ('run', 'models', 'train', 'defects', 'features', 'bag', 'demo')
+COMMAND_MODULES = ('run', 'models', 'train', 'defects', 'features', 'bag', 'demo', 'bench')
 
 
 def build_parser() -> argparse.ArgumentParser:

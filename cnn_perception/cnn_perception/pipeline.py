@@ -52,9 +52,28 @@ def build_nodes(entries, context=None, log=print):
     return nodes, missing
 
 
+def make_executor():
+    """EventsExecutor where rclpy has it (Jazzy+), else SingleThreadedExecutor.
+
+    CNN_PERCEPTION_EXECUTOR=single forces the classic one.
+    """
+    import os
+
+    from rclpy.executors import SingleThreadedExecutor
+
+    if os.environ.get('CNN_PERCEPTION_EXECUTOR', 'events') == 'events':
+        try:
+            from rclpy.experimental import EventsExecutor
+
+            return EventsExecutor()
+        except ImportError:  # Humble
+            pass
+    return SingleThreadedExecutor()
+
+
 def run(entries, duration: float = 0.0, args=None, ready: threading.Event | None = None) -> int:
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException
 
     rclpy.init(args=args)
     nodes = []
@@ -63,11 +82,12 @@ def run(entries, duration: float = 0.0, args=None, ready: threading.Event | None
         if not nodes:
             print('pipeline: no node to run', file=sys.stderr)
             return 2
-        executor = SingleThreadedExecutor()
+        executor = make_executor()
         for node in nodes:
             executor.add_node(node)
         names = ', '.join(n.get_fully_qualified_name() for n in nodes)
-        print(f'pipeline: running {names}', flush=True)
+        torch_state = 'loaded' if 'torch' in sys.modules else 'not loaded'
+        print(f'pipeline: running {names} (torch {torch_state})', flush=True)
         if ready is not None:
             ready.set()
         end = time.monotonic() + duration if duration > 0 else None

@@ -146,7 +146,8 @@ def registry_onnx_path(model_name: str, input_size: int, tag: str) -> Path | Non
     from cnn_perception.core.models import _lite0_weights
 
     w = _lite0_weights()
-    return cache_dir_for(w) / f'{w.stem}.{model_name}.{tag}.{input_size}.{file_hash(w)}.onnx'
+    part = f'.{tag}' if tag else ''
+    return cache_dir_for(w) / f'{w.stem}.{model_name}{part}.{input_size}.{file_hash(w)}.onnx'
 
 
 def export_onnx(

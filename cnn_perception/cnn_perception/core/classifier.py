@@ -92,6 +92,18 @@ def load_classifier(
         onnx = OnnxBackend(Path(model), device=device, num_threads=num_threads)
         return Classifier(onnx, info_from_onnx(onnx))
 
+    if backend == 'onnxruntime' and not weights:
+        from cnn_perception.core.backends import registry_onnx_path
+        from cnn_perception.core.models import _REGISTRY
+
+        # Shipped weights exported before (by `export`, or any earlier run): load the
+        # cached file without importing torch -- the Pi path after one export.
+        if model in _REGISTRY:
+            cached = registry_onnx_path(model, input_size or _REGISTRY[model].preprocess.crop, '')
+            if cached is not None and cached.is_file():
+                onnx = OnnxBackend(cached, device=device, num_threads=num_threads)
+                return Classifier(onnx, info_from_onnx(onnx))
+
     from cnn_perception.core.models import get_model
 
     net, info = get_model(model, weights=weights)

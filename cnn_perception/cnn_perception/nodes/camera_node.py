@@ -59,6 +59,7 @@ PARAMS = [
     ),
 ]
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 8.0
+WAIT_LIMIT = 60.0  # wait_for_subscribers never holds the camera longer than this
 
 
 class CameraNode(Node):
@@ -70,6 +71,7 @@ class CameraNode(Node):
         self.width, self.height, self.fps = p['width'], p['height'], p['fps']
         self.frame_id, self.loop, self.encoding = p['frame_id'], p['loop'], p['encoding']
         self.wait_for = p['wait_for_subscribers']
+        self.wait_deadline = time.monotonic() + WAIT_LIMIT
         self.info_template = load_camera_info(p['camera_info_url'], self.width, self.height)
         self.diag = Diagnostics(self, hardware_id=p['source'])
         self.image_pub = self.create_publisher(
@@ -109,7 +111,13 @@ class CameraNode(Node):
         if self.ended:
             return
         if self.wait_for and self.image_pub.get_subscription_count() < self.wait_for:
-            return
+            if time.monotonic() < self.wait_deadline:
+                return
+            self.diag.set(
+                WARN,
+                f'only {self.image_pub.get_subscription_count()} of '
+                f'{self.wait_for} subscribers after {WAIT_LIMIT:.0f} s; starting',
+            )
         self.wait_for = 0  # once started, never hold frames again
         if self.source is None:
             if time.monotonic() < self.next_try or not self._connect():

@@ -21,7 +21,6 @@ from cnn_perception.errors import UserError
 from cnn_perception.io.images import ImageError, numpy_to_image, to_rgb8
 from cnn_perception.nodes.common import (
     ERROR,
-    IMAGE_QOS,
     OK,
     RESULT_QOS,
     WARN,
@@ -29,7 +28,9 @@ from cnn_perception.nodes.common import (
     LatestFrameWorker,
     Param,
     declare_params,
+    decode_image,
     overridable,
+    subscribe_images,
 )
 from cnn_perception.results import classification_msg, overlay_lines
 
@@ -103,9 +104,7 @@ class ClassifierNode(Node):
         self.worker = LatestFrameWorker(self._process, self._failed, name='classifier')
         self._set_rate(p['max_rate_hz'])
         self.add_post_set_parameters_callback(self._params_changed)
-        self.create_subscription(
-            Image, 'image', self.worker.submit, IMAGE_QOS, qos_overriding_options=overridable()
-        )
+        subscribe_images(self, self.worker.submit)
         self.diag.set(
             OK,
             f'{self.model_name} on {p["backend"]}/{p["device"]}: waiting for images',
@@ -138,7 +137,8 @@ class ClassifierNode(Node):
             f'{type(exc).__name__}: {exc}',
         )
 
-    def _process(self, msg: Image) -> None:
+    def _process(self, raw: bytes) -> None:
+        msg = decode_image(raw)
         rgb = to_rgb8(msg)
         pred = self.clf.predict(rgb, self.top_k, self.threshold)
         self.result_pub.publish(classification_msg(msg.header, pred, self.model_name))

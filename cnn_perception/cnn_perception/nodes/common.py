@@ -253,3 +253,28 @@ class LatestFrameWorker:
 def copy_header(src, dst) -> None:
     dst.stamp = src.stamp
     dst.frame_id = src.frame_id
+
+
+def subscribe_images(node: Node, callback: Callable[[bytes], None]):
+    """Subscribe to `image` raw: frames arrive as CDR bytes.
+
+    Only the frames actually processed are decoded (`decode_image`); the ones that
+    latest-frame-wins drops cost no Python conversion at all.
+    """
+    from sensor_msgs.msg import Image
+
+    return node.create_subscription(
+        Image, 'image', callback, IMAGE_QOS, raw=True, qos_overriding_options=overridable()
+    )
+
+
+def decode_image(raw: bytes):
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import Image
+
+    from cnn_perception.io.images import ImageError
+
+    try:
+        return deserialize_message(raw, Image)
+    except Exception as exc:  # malformed CDR from a misbehaving publisher
+        raise ImageError(f'undecodable Image message ({type(exc).__name__})') from exc

@@ -19,7 +19,6 @@ from cnn_perception.errors import UserError
 from cnn_perception.io.images import ImageError, numpy_to_image, to_rgb8
 from cnn_perception.nodes.common import (
     ERROR,
-    IMAGE_QOS,
     OK,
     RESULT_QOS,
     WARN,
@@ -27,7 +26,9 @@ from cnn_perception.nodes.common import (
     LatestFrameWorker,
     Param,
     declare_params,
+    decode_image,
     overridable,
+    subscribe_images,
 )
 from cnn_perception.results import detections_msg
 
@@ -86,9 +87,7 @@ class DefectDetectorNode(Node):
         self.worker = LatestFrameWorker(self._process, self._failed, name='defects')
         self.worker.min_period = 1.0 / p['max_rate_hz'] if p['max_rate_hz'] > 0 else 0.0
         self.add_post_set_parameters_callback(self._params_changed)
-        self.create_subscription(
-            Image, 'image', self.worker.submit, IMAGE_QOS, qos_overriding_options=overridable()
-        )
+        subscribe_images(self, self.worker.submit)
         self.diag.set(OK, f'{self.model_name}: waiting for images', model=self.model_name)
 
     def _params_changed(self, params) -> None:
@@ -113,7 +112,8 @@ class DefectDetectorNode(Node):
             f'row): {type(exc).__name__}: {exc}',
         )
 
-    def _process(self, msg: Image) -> None:
+    def _process(self, raw: bytes) -> None:
+        msg = decode_image(raw)
         rgb = to_rgb8(msg)
         res = self.detector.detect(rgb, self.sensitivity, self.min_area, self.tile)
         self.pub.publish(detections_msg(msg.header, res, self.model_name))

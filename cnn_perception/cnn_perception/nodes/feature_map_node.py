@@ -20,14 +20,14 @@ from cnn_perception.errors import UserError
 from cnn_perception.io.images import ImageError, numpy_to_image, to_rgb8
 from cnn_perception.nodes.common import (
     ERROR,
-    IMAGE_QOS,
     OK,
     WARN,
     Diagnostics,
     LatestFrameWorker,
     Param,
     declare_params,
-    overridable,
+    decode_image,
+    subscribe_images,
 )
 
 PARAMS = [
@@ -75,9 +75,7 @@ class FeatureMapNode(Node):
         self.worker = LatestFrameWorker(self._process, self._failed, name='feature_maps')
         self.worker.min_period = 1.0 / p['max_rate_hz']
         self.add_post_set_parameters_callback(self._params_changed)
-        self.create_subscription(
-            Image, 'image', self._on_image, IMAGE_QOS, qos_overriding_options=overridable()
-        )
+        subscribe_images(self, self._on_image)
         self.diag.set(OK, 'idle: no subscriber to feature_maps/*', inferences=0)
 
     def _params_changed(self, params) -> None:
@@ -91,12 +89,12 @@ class FeatureMapNode(Node):
             or self.cam_pub.get_subscription_count() > 0
         )
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, raw: bytes) -> None:
         # Visualisation is for people: without a viewer it costs nothing.
         if not self._watched():
             self.skipped += 1
             return
-        self.worker.submit(msg)
+        self.worker.submit(raw)
 
     def _failed(self, exc: Exception) -> None:
         if isinstance(exc, ImageError):
@@ -107,7 +105,8 @@ class FeatureMapNode(Node):
         level = ERROR if self.worker.failures_in_a_row >= self.worker.backoff_after else WARN
         self.diag.set(level, f'feature maps failed: {type(exc).__name__}: {exc}')
 
-    def _process(self, msg: Image) -> None:
+    def _process(self, raw: bytes) -> None:
+        msg = decode_image(raw)
         rgb = to_rgb8(msg)
         logits, acts = self.model.run(rgb)
         self.inferences += 1

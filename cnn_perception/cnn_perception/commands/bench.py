@@ -1,0 +1,26 @@
+"""`bench`: throughput, latency and memory as ratios measured in one run."""
+
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser('bench', help='benchmarks: model vs pipeline, backends, memory')
+    p.add_argument('--model', default='efficientnet_lite0')
+    p.add_argument(
+        '--backend',
+        action='append',
+        choices=('torch', 'onnxruntime'),
+        help='model-alone backends (default both; repeat the flag)',
+    )
+    p.add_argument('--size', type=int, default=224)
+    p.add_argument('--duration', type=float, default=10.0, help='seconds per measurement')
+    p.add_argument('--no-growth', action='store_true', help='skip the size sweeps')
+    p.add_argument('--json', action='store_true')
+    p.add_argument('--out', type=Path, default=None, help='markdown report to write')
+    p.set_defaults(func=_bench)
+
+
+def _bench(args) -> int:
+    from cnn_perception.bench import main_bench
+
+    return main_bench(args)

@@ -1,0 +1,55 @@
+"""The benchmark harness runs end to end on a tiny setting (figures: docs/benchmarks.md)."""
+
+import json
+import subprocess
+import sys
+
+KEYS = [
+    ('model', 'torch', 'fps'),
+    ('model', 'torch', 'p50_ms'),
+    ('model', 'torch', 'p99_ms'),
+    ('model', 'onnxruntime', 'fps'),
+    ('model', 'onnxruntime', 'p50_ms'),
+    ('model', 'onnxruntime', 'p99_ms'),
+    ('pipeline', 'fps'),
+    ('pipeline', 'model_fps'),
+    ('pipeline', 'ratio'),
+    ('pipeline', 'latency_ms', 'p50'),
+    ('pipeline', 'latency_ms', 'p99'),
+    ('all_nodes', 'classifier_fps'),
+    ('all_nodes', 'ratio_to_solo'),
+    ('rss_mb', 'classifier_torch'),
+    ('rss_mb', 'classifier_onnxruntime'),
+    ('rss_mb', 'all_nodes_torch'),
+    ('rss_mb', 'all_nodes_onnxruntime'),
+]
+
+
+def test_bench_json_has_every_figure(tmp_path):
+    res = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'cnn_perception',
+            'bench',
+            '--duration',
+            '1',
+            '--no-growth',
+            '--json',
+            '--out',
+            str(tmp_path / 'b.md'),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout)
+    for key in KEYS:
+        v = out
+        for k in key:
+            v = v[k]
+        assert isinstance(v, float | int) and v == v, key  # a number, not NaN
+    assert out['pipeline']['fps'] > 0 and out['rss_mb']['all_nodes_onnxruntime'] > 50
+    assert out['torch_loaded'] == {'onnxruntime_path': False, 'torch_path': True}
+    assert '| pipeline / model alone |' in (tmp_path / 'b.md').read_text()
