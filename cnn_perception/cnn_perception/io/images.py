@@ -47,6 +47,8 @@ def image_to_numpy(msg) -> tuple[np.ndarray, str]:
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     if h <= 0 or w <= 0:
         raise ImageError(f'empty image: {w}x{h}')
+    if channels == 2 and w % 2:
+        raise ImageError(f'{enc} packs two pixels per 4 bytes: width {w} must be even')
     if h > MAX_SIDE or w > MAX_SIDE:
         raise ImageError(f'absurd size {w}x{h} (limit {MAX_SIDE} per side)')
     row = w * channels * dtype.itemsize

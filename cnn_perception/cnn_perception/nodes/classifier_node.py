@@ -25,6 +25,7 @@ from cnn_perception.nodes.common import (
     RESULT_QOS,
     WARN,
     Diagnostics,
+    FrameMonitor,
     LatestFrameWorker,
     Param,
     declare_params,
@@ -77,6 +78,7 @@ class ClassifierNode(Node):
         p = declare_params(self, PARAMS)
         self.top_k, self.threshold = p['top_k'], p['score_threshold']
         self.diag = Diagnostics(self)
+        self.monitor = FrameMonitor()
         self.clf = load_classifier(
             p['model'],
             weights=p['weights'] or None,
@@ -86,7 +88,13 @@ class ClassifierNode(Node):
             num_threads=p['num_threads'],
             input_size=p['input_size'] or None,
         )
-        self.clf.warm_up()
+        try:
+            self.clf.warm_up()
+        except Exception as exc:  # e.g. an ONNX file exported at another input size
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f'{p["model"]}: a test inference failed at start-up: {first[:200]}'
+            ) from exc
         self.model_name = self.clf.info.name
         self.result_pub = self.create_publisher(
             Classification,
@@ -140,12 +148,16 @@ class ClassifierNode(Node):
     def _process(self, raw: bytes) -> None:
         msg = decode_image(raw)
         rgb = to_rgb8(msg)
+        warning = self.monitor.check(msg.header)
         pred = self.clf.predict(rgb, self.top_k, self.threshold)
         self.result_pub.publish(classification_msg(msg.header, pred, self.model_name))
         if self.overlay_pub.get_subscription_count() > 0:
             panel = draw_label_panel(rgb, overlay_lines(pred, self.model_name))
             self.overlay_pub.publish(numpy_to_image(panel, 'rgb8', msg.header))
-        if self.diag.level != OK:
+        if warning:
+            self.diag.count('frame_warnings')
+            self.diag.set(WARN, warning)
+        elif self.diag.level != OK:
             self.diag.set(OK, 'classifying')
         self.diag.values.update(
             processed=self.worker.processed + 1,

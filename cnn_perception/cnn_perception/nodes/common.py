@@ -152,10 +152,14 @@ class Diagnostics:
         if now - self._last_log.get(message, -1e9) < self._log_period:
             return
         self._last_log[message] = now
+        # One call site per severity: rclpy refuses a call site whose severity changes.
         logger = self.node.get_logger()
-        (logger.error if level >= ERROR else logger.warning if level >= WARN else logger.info)(
-            message
-        )
+        if level >= ERROR:
+            logger.error(message)
+        elif level >= WARN:
+            logger.warning(message)
+        else:
+            logger.info(message)
 
     def publish(self) -> None:
         with self._lock:
@@ -241,7 +245,10 @@ class LatestFrameWorker:
                 self.failures_in_a_row = 0
             except Exception as exc:  # one bad frame must never stop the node
                 self.failures_in_a_row += 1
-                self._on_error(exc)
+                try:
+                    self._on_error(exc)
+                except Exception:  # reporting must never kill the worker either
+                    pass
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._cv:
@@ -278,3 +285,27 @@ def decode_image(raw: bytes):
         return deserialize_message(raw, Image)
     except Exception as exc:  # malformed CDR from a misbehaving publisher
         raise ImageError(f'undecodable Image message ({type(exc).__name__})') from exc
+
+
+class FrameMonitor:
+    """Checks on a decoded frame that do not stop processing; returns a warning or None.
+
+    A missing frame_id (rviz and tf cannot place the result) and stamps going backwards
+    (a looped bag, a clock reset) are reported, and the frame is processed all the same.
+    """
+
+    def __init__(self):
+        self.last_ns: int | None = None
+
+    def check(self, header) -> str | None:
+        ns = header.stamp.sec * 10**9 + header.stamp.nanosec
+        problem = None
+        if not header.frame_id:
+            problem = 'image without frame_id (results cannot be placed in a frame)'
+        if self.last_ns is not None and ns < self.last_ns:
+            problem = (
+                f'image stamp went backwards by {(self.last_ns - ns) / 1e9:.3f} s '
+                '(bag looped or clock reset?)'
+            )
+        self.last_ns = ns
+        return problem

@@ -23,6 +23,7 @@ from cnn_perception.nodes.common import (
     RESULT_QOS,
     WARN,
     Diagnostics,
+    FrameMonitor,
     LatestFrameWorker,
     Param,
     declare_params,
@@ -77,6 +78,7 @@ class DefectDetectorNode(Node):
         p = declare_params(self, PARAMS)
         self.sensitivity, self.min_area, self.tile = p['sensitivity'], p['min_area'], p['tile']
         self.diag = Diagnostics(self)
+        self.monitor = FrameMonitor()
         model = load_defect_model(p['model'], log=self.get_logger().info)
         self.detector = DefectDetector(model, p['backend'], p['device'], p['num_threads'])
         self.model_name = p['model'].rsplit('/', 1)[-1]
@@ -115,11 +117,15 @@ class DefectDetectorNode(Node):
     def _process(self, raw: bytes) -> None:
         msg = decode_image(raw)
         rgb = to_rgb8(msg)
+        warning = self.monitor.check(msg.header)
         res = self.detector.detect(rgb, self.sensitivity, self.min_area, self.tile)
         self.pub.publish(detections_msg(msg.header, res, self.model_name))
         if self.heatmap_pub.get_subscription_count() > 0:
             self.heatmap_pub.publish(numpy_to_image(draw_defects(rgb, res), 'rgb8', msg.header))
-        if self.diag.level != OK:
+        if warning:
+            self.diag.count('frame_warnings')
+            self.diag.set(WARN, warning)
+        elif self.diag.level != OK:
             self.diag.set(OK, 'scoring')
         self.diag.values.update(
             processed=self.worker.processed + 1,
