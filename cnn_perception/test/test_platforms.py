@@ -65,3 +65,27 @@ def test_rviz_config_shows_every_image_topic():
         '/cnn_perception/feature_maps/mosaic',
         '/cnn_perception/feature_maps/cam',
     }
+
+
+def test_every_rviz_topic_is_advertised_with_the_type_rviz_expects(probe):
+    from conftest import run_cli, stop_process
+
+    doc = yaml.safe_load((PKG / 'config' / 'cnn_perception.rviz').read_text())
+    expected = {
+        d['Topic']['Value']: 'sensor_msgs/msg/Image'
+        for d in doc['Visualization Manager']['Displays']
+        if d['Class'] == 'rviz_default_plugins/Image'
+    }
+    proc = run_cli('run', '--source', 'test:', '--duration', '120')
+
+    def advertised():
+        return dict(probe.node.get_topic_names_and_types())
+
+    try:
+        ok = probe.spin_until(lambda: all(t in advertised() for t in expected), 90)
+        topics = advertised()
+    finally:
+        log = stop_process(proc)
+    assert ok, (sorted(set(expected) - set(topics)), log[-2000:])
+    for topic, msg_type in expected.items():
+        assert topics[topic] == [msg_type], topic

@@ -1,0 +1,87 @@
+"""The launch files for real, where `launch` and `launch_ros` are installed.
+
+That is a robot, or a machine that built them from source; elsewhere these tests are
+skipped: neither can be pip-installed.
+"""
+
+from pathlib import Path
+
+import pytest
+
+launch = pytest.importorskip(
+    'launch',
+    reason='launch is not installable without a ROS install; the node graph the '
+    'launch files use is tested in test_platforms.py',
+)
+launch_ros = pytest.importorskip(
+    'launch_ros', reason='launch_ros is not installable without a ROS install'
+)
+
+from ament_index_python.packages import get_package_share_directory  # noqa: E402
+from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
+
+SHARE = Path(get_package_share_directory('cnn_perception'))
+
+
+def load(name: str):
+    return PythonLaunchDescriptionSource(str(SHARE / 'launch' / name)).get_launch_description(
+        launch.LaunchContext()
+    )
+
+
+def test_every_argument_has_a_description():
+    desc = load('perception.launch.py')
+    args = {a.name: a for a in desc.get_launch_arguments()}
+    assert {
+        'platform',
+        'source',
+        'namespace',
+        'params_file',
+        'log_level',
+        'use_sim_time',
+        'enable_camera',
+        'enable_classifier',
+        'enable_defects',
+        'enable_features',
+    } <= set(args)
+    for a in args.values():
+        assert a.description and 'no description' not in a.description.lower(), a.name
+
+
+@pytest.mark.parametrize('name', ['jetson.launch.py', 'pi.launch.py'])
+def test_platform_files_include_the_shared_one(name):
+    desc = load(name)
+    includes = [e for e in desc.entities if isinstance(e, launch.actions.IncludeLaunchDescription)]
+    assert len(includes) == 1
+
+
+LAUNCH_SCRIPT = """
+import sys
+import launch
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+ls = launch.LaunchService()
+ls.include_launch_description(launch.actions.IncludeLaunchDescription(
+    PythonLaunchDescriptionSource(sys.argv[1]),
+    launch_arguments={'source': 'test:', 'enable_defects': 'false',
+                      'enable_features': 'false'}.items()))
+sys.exit(ls.run())
+"""
+
+
+def test_launch_starts_the_nodes(probe):
+    from cnn_perception_msgs.msg import Classification
+    from conftest import python_process, stop_process
+
+    proc = python_process('-c', LAUNCH_SCRIPT, str(SHARE / 'launch' / 'perception.launch.py'))
+    try:
+        got = probe.listen(Classification, '/cnn_perception/classifier/classification')
+        assert probe.spin_until(lambda: len(got) >= 3, 90), ''.join(proc.lines)[-3000:]
+        names = probe.node.get_node_names_and_namespaces()
+        assert ('camera', '/cnn_perception') in names
+        assert ('classifier', '/cnn_perception') in names
+        assert ('defect_detector', '/cnn_perception') not in names
+        topics = dict(probe.node.get_topic_names_and_types())
+        assert topics['/cnn_perception/camera/image_raw'] == ['sensor_msgs/msg/Image']
+    finally:
+        log = stop_process(proc, timeout=20)
+    assert 'Traceback' not in log, log
