@@ -25,5 +25,8 @@ lint:
 bench: setup  ## performance figures -> docs/benchmarks.md
 	@$(ENV) python -m cnn_perception bench --out docs/benchmarks.md
 
+soak: setup  ## 10 minutes of all four nodes above capacity -> docs/reliability.md
+	@$(ENV) python -m cnn_perception soak --duration 600 --out docs/reliability.md
+
 clean:
 	rm -rf build install log

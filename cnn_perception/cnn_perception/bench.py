@@ -42,17 +42,27 @@ def model_only(
     clf = load_classifier(model, backend=backend, input_size=size)
     rgb = np.ascontiguousarray(np.resize(data.chelsea(), (*frame, 3)).astype(np.uint8))
     clf.warm_up(3)
-    times = []
-    t_end = time.perf_counter() + seconds
-    while time.perf_counter() < t_end or len(times) < 5:
-        t0 = time.perf_counter()
-        clf.predict(rgb)
-        times.append((time.perf_counter() - t0) * 1000)
+
+    def timed(fn, arg, budget):
+        times = []
+        t_end = time.perf_counter() + budget
+        while time.perf_counter() < t_end or len(times) < 5:
+            t0 = time.perf_counter()
+            fn(arg)
+            times.append((time.perf_counter() - t0) * 1000)
+        return times
+
+    # The network call alone (model throughput), then a whole frame as the node does it
+    # without ROS: preprocessing (resize, crop, normalise) + network + softmax/top-k.
+    net = timed(clf.backend.run, clf.preprocess(rgb), seconds / 2)
+    frame = timed(clf.predict, rgb, seconds / 2)
     return {
-        'fps': 1000.0 / statistics.mean(times),
-        'p50_ms': _percentile(times, 50),
-        'p99_ms': _percentile(times, 99),
-        'runs': len(times),
+        'fps': 1000.0 / statistics.mean(net),
+        'p50_ms': _percentile(net, 50),
+        'p99_ms': _percentile(net, 99),
+        'frame_fps': 1000.0 / statistics.mean(frame),
+        'frame_p50_ms': _percentile(frame, 50),
+        'runs': len(net) + len(frame),
     }
 
 
@@ -228,16 +238,16 @@ def run_bench(
     # Overload: a camera 25% faster than the model can keep up with. Every camera frame
     # costs CPU in the same process (render, serialise, publish), so a harsher overload
     # measures the camera more than the ROS overhead (1.5x: ratio about 0.77 here).
-    cam_fps = max(30.0, overload * ort['fps'])
+    cam_fps = max(30.0, overload * ort['frame_fps'])
     log(f'bench: pipeline, classifier alone, camera at {cam_fps:.0f} fps ...')
     solo = pipeline_run('camera,classifier', 'onnxruntime', cam_fps, seconds)
     res['pipeline'] = {
         'fps': solo['fps'],
-        'model_fps': ort['fps'],
-        'ratio': solo['fps'] / ort['fps'],
+        'model_fps': ort['frame_fps'],
+        'ratio': solo['fps'] / ort['frame_fps'],
         'camera_fps': cam_fps,
         'latency_ms': solo['latency_ms'],
-        'latency_p99_over_model_p50': solo['latency_ms']['p99'] / ort['p50_ms'],
+        'latency_p99_over_model_p50': solo['latency_ms']['p99'] / ort['frame_p50_ms'],
     }
     log('bench: pipeline, all four nodes (images watched) ...')
     full = pipeline_run(
@@ -307,18 +317,23 @@ def markdown(res: dict) -> str:
         '',
         '| measurement | value | target | |',
         '|---|---|---|---|',
-        f'| model alone, torch eager | {t.get("fps", nan):.1f} fps, p50 '
+        f'| model alone, torch eager (network call) | {t.get("fps", nan):.1f} fps, p50 '
         f'{t.get("p50_ms", nan):.1f} ms, p99 {t.get("p99_ms", nan):.1f} ms | | |',
-        f'| model alone, ONNX Runtime | {o["fps"]:.1f} fps, p50 {o["p50_ms"]:.1f} ms, p99 '
-        f'{o["p99_ms"]:.1f} ms | | |',
+        f'| model alone, ONNX Runtime (network call) | {o["fps"]:.1f} fps, p50 '
+        f'{o["p50_ms"]:.1f} ms, p99 {o["p99_ms"]:.1f} ms | | |',
         f'| ONNX Runtime / torch throughput | {m["onnxruntime_vs_torch"] or 0:.2f}x | >= 3x | '
         f'{ok((m["onnxruntime_vs_torch"] or 0) >= 3)} |',
+        f'| a whole 640x480 frame without ROS, ONNX Runtime (preprocess + network + top-k) | '
+        f'{o["frame_fps"]:.1f} fps, p50 {o["frame_p50_ms"]:.1f} ms | | |',
         f'| pipeline (camera {p["camera_fps"]:.0f} fps -> classifier -> probe process) | '
         f'{p["fps"]:.1f} results/s | | |',
-        f'| pipeline / model alone | {p["ratio"]:.2f} | >= 0.85 | {ok(p["ratio"] >= 0.85)} |',
+        f'| pipeline / whole frame without ROS | {p["ratio"]:.2f} | >= 0.85 | '
+        f'{ok(p["ratio"] >= 0.85)} |',
+        f'| pipeline / network call alone | {p["fps"] / o["fps"]:.2f} | (stricter reading) | |',
         f'| end-to-end latency under overload | p50 {p["latency_ms"]["p50"]:.1f} ms, p99 '
-        f'{p["latency_ms"]["p99"]:.1f} ms | p99 <= 3 x model p50 = {3 * o["p50_ms"]:.1f} ms | '
-        f'{ok(p["latency_ms"]["p99"] <= 3 * o["p50_ms"])} |',
+        f'{p["latency_ms"]["p99"]:.1f} ms | p99 <= 3 x frame p50 = {3 * o["frame_p50_ms"]:.1f} '
+        f'ms (3 x network p50 = {3 * o["p50_ms"]:.1f} ms) | '
+        f'{ok(p["latency_ms"]["p99"] <= 3 * o["frame_p50_ms"])} |',
         f'| latency p99, first half / second half of the run | '
         f'{p["latency_ms"]["p99_first_half"]:.1f} / {p["latency_ms"]["p99_second_half"]:.1f} ms'
         ' | constant (no backlog) | |',
@@ -370,4 +385,144 @@ def main_bench(args) -> int:
         print(json.dumps(res))
     else:
         print(md)
+    return 0
+
+
+def soak(seconds: float = 600.0, overload: float = 1.25, sample_s: float = 5.0, log=print) -> dict:
+    """All four nodes, camera above capacity, for `seconds`: RSS, latency, exceptions."""
+    from cnn_perception_msgs.msg import Classification
+    from diagnostic_msgs.msg import DiagnosticArray
+    import psutil
+    import rclpy
+
+    ort = model_only('onnxruntime', 224, 3.0)
+    cam_fps = max(30.0, overload * ort['frame_fps'])
+    with tempfile.TemporaryDirectory() as tmp:
+        pfile = _params_file(Path(tmp), 'onnxruntime', cam_fps, 640, 480, True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                '-m',
+                'cnn_perception',
+                'run',
+                '--params-file',
+                str(pfile),
+                '--duration',
+                str(seconds + 120),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        ctx = rclpy.context.Context()
+        rclpy.init(context=ctx)
+        node = rclpy.create_node('soak_probe', context=ctx)
+        got: list[tuple[float, float]] = []
+        errors: dict[str, int] = {}
+        node.create_subscription(
+            Classification,
+            f'{NS}/classifier/classification',
+            lambda m: got.append(
+                (
+                    time.time(),
+                    (time.time() - m.header.stamp.sec - m.header.stamp.nanosec / 1e9) * 1000,
+                )
+            ),
+            10,
+        )
+
+        def on_diag(m):
+            for s in m.status:
+                for kv in s.values:
+                    if kv.key in ('inference_errors', 'bad_frames'):
+                        errors[f'{s.name}:{kv.key}'] = int(kv.value)
+
+        node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
+        ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        samples = []
+        try:
+            while not got and proc.poll() is None:
+                ex.spin_once(timeout_sec=0.1)
+            t0 = time.monotonic()
+            next_sample = t0
+            ps = psutil.Process(proc.pid)
+            while time.monotonic() - t0 < seconds and proc.poll() is None:
+                ex.spin_once(timeout_sec=0.05)
+                if time.monotonic() >= next_sample:
+                    samples.append((time.monotonic() - t0, ps.memory_info().rss / 1e6))
+                    next_sample += sample_s
+                    if len(samples) % 12 == 0:
+                        log(
+                            f'soak: {samples[-1][0]:.0f} s, RSS {samples[-1][1]:.0f} MB, '
+                            f'{len(got)} results'
+                        )
+            alive = proc.poll() is None
+        finally:
+            ex.shutdown()
+            node.destroy_node()
+            rclpy.try_shutdown(context=ctx)
+            proc.send_signal(2)
+            out = proc.communicate(timeout=60)[0]
+    t_start = got[0][0] if got else 0
+    per_min: dict[int, list[float]] = {}
+    for t, lat in got:
+        per_min.setdefault(int((t - t_start) // 60), []).append(lat)
+    after_first = [r for t, r in samples if t >= 60]
+    growth = (max(after_first) / after_first[0] - 1) if len(after_first) > 1 else float('nan')
+    return {
+        'seconds': seconds,
+        'camera_fps': cam_fps,
+        'results': len(got),
+        'results_per_s': len(got) / seconds,
+        'alive_at_end': alive,
+        'tracebacks': out.count('Traceback'),
+        'error_counters': errors,
+        'rss_mb': {
+            'at_60s': after_first[0] if after_first else float('nan'),
+            'max_after_60s': max(after_first) if after_first else float('nan'),
+            'end': samples[-1][1] if samples else float('nan'),
+            'growth_after_first_minute': growth,
+        },
+        'latency_p99_per_minute_ms': {m: _percentile(v, 99) for m, v in sorted(per_min.items())},
+        'latency_p50_ms': _percentile([lat for _, lat in got], 50),
+    }
+
+
+def soak_markdown(r: dict) -> str:
+    mins = r['latency_p99_per_minute_ms']
+    lines = [
+        f'Run: `make soak` (all four nodes, desktop configuration, ONNX Runtime, camera `test:` '
+        f'640x480 at {r["camera_fps"]:.0f} fps = 1.25x what the classifier can do), '
+        f'{r["seconds"] / 60:.0f} minutes, {time.strftime("%Y-%m-%d")}.',
+        '',
+        '| figure | value | target |',
+        '|---|---|---|',
+        f'| results received | {r["results"]} ({r["results_per_s"]:.1f}/s) | |',
+        f'| pipeline alive at the end | {"yes" if r["alive_at_end"] else "NO"} | yes |',
+        f'| tracebacks in the log | {r["tracebacks"]} | 0 |',
+        f'| error counters on /diagnostics | {r["error_counters"] or "none"} | none |',
+        f'| RSS at 60 s / max after / at the end | {r["rss_mb"]["at_60s"]:.0f} / '
+        f'{r["rss_mb"]["max_after_60s"]:.0f} / {r["rss_mb"]["end"]:.0f} MB | |',
+        f'| RSS growth after the first minute | '
+        f'{100 * r["rss_mb"]["growth_after_first_minute"]:.1f} % | < 5 % |',
+        f'| latency p50 over the run | {r["latency_p50_ms"]:.1f} ms | |',
+        '| latency p99 per minute | '
+        + ', '.join(f'{v:.0f}' for v in mins.values())
+        + ' ms | stable |',
+    ]
+    return '\n'.join(lines) + '\n'
+
+
+def main_soak(args) -> int:
+    res = soak(args.duration, log=lambda s: print(s, file=sys.stderr, flush=True))
+    md = soak_markdown(res)
+    if args.out:
+        path = Path(args.out)
+        text = path.read_text() if path.is_file() else '# Reliability\n\n<!-- soak -->\n'
+        start, end = '<!-- soak -->', '<!-- /soak -->'
+        head = text.split(start)[0]
+        tail = text.split(end)[1] if end in text else ''
+        path.write_text(f'{head}{start}\n{md}{end}{tail}')
+    print(json.dumps(res) if args.json else md)
     return 0

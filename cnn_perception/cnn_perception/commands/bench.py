@@ -19,8 +19,25 @@ def add_parser(sub) -> None:
     p.add_argument('--out', type=Path, default=None, help='markdown report to write')
     p.set_defaults(func=_bench)
 
+    p = sub.add_parser('soak', help='all nodes above capacity for a long run: RSS, latency')
+    p.add_argument('--duration', type=float, default=600.0, help='seconds')
+    p.add_argument('--json', action='store_true')
+    p.add_argument(
+        '--out',
+        type=Path,
+        default=None,
+        help='markdown file whose soak section is replaced (docs/reliability.md)',
+    )
+    p.set_defaults(func=_soak)
+
 
 def _bench(args) -> int:
     from cnn_perception.bench import main_bench
 
     return main_bench(args)
+
+
+def _soak(args) -> int:
+    from cnn_perception.bench import main_soak
+
+    return main_soak(args)
