@@ -71,7 +71,7 @@ def record(
     own = {'/rosout', '/parameter_events'}
 
     def subscribe(topic: str, types: list[str]) -> None:
-        msgtype = types[0].replace('/msg/', '/msg/')
+        msgtype = types[0]
         if msgtype not in store.types:
             log(f'bag record: skipping {topic}: type {msgtype} unknown to the bag type store')
             conns[topic] = None

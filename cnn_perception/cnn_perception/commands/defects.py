@@ -33,7 +33,12 @@ def add_parser(sub) -> None:
         default=None,
         help='defect examples: calibrate at the F1-optimal threshold',
     )
-    q.add_argument('--coreset-ratio', type=float, default=0.03)
+    q.add_argument(
+        '--coreset-ratio',
+        type=float,
+        default=0.01,
+        help='share of normal patches kept (PatchCore: 1%%); more is slower',
+    )
     q.add_argument('--input-size', type=int, default=256)
     q.add_argument('--backend', choices=('onnxruntime', 'torch'), default='onnxruntime')
     q.set_defaults(func=cmd_fit)

@@ -142,17 +142,27 @@ def greedy_coreset(
 
 
 def nearest_distance(
-    feats: np.ndarray, memory: np.ndarray, mem_sq: np.ndarray, chunk: int = 4096
+    feats: np.ndarray,
+    memory: np.ndarray,
+    mem_sq: np.ndarray,
+    chunk: int = 4096,
+    neg2_memory_t: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Euclidean distance of each row of feats to its nearest memory row."""
-    out = np.empty(len(feats), np.float32)
-    f_sq = np.einsum('ij,ij->i', feats, feats)
+    """Return the Euclidean distance of each row of feats to its nearest memory row.
+
+    min_j |f - m_j|^2 = |f|^2 + min_j (|m_j|^2 - 2 f.m_j): one matrix product, one
+    in-place add and one min per chunk; |f|^2 is added after the min.
+    """
+    if neg2_memory_t is None:
+        neg2_memory_t = np.ascontiguousarray(-2.0 * memory.T, np.float32)
+    best = None
     for s in range(0, len(memory), chunk):
-        m = memory[s : s + chunk]
-        d = f_sq[:, None] - 2.0 * (feats @ m.T) + mem_sq[None, s : s + chunk]
+        d = feats @ neg2_memory_t[:, s : s + chunk]
+        d += mem_sq[None, s : s + chunk]
         part = d.min(axis=1)
-        out = part if s == 0 else np.minimum(out, part)
-    return np.sqrt(np.maximum(out, 0.0))
+        best = part if best is None else np.minimum(best, part)
+    best += np.einsum('ij,ij->i', feats, feats)
+    return np.sqrt(np.maximum(best, 0.0))
 
 
 class FeatureExtractor:
@@ -254,6 +264,7 @@ class DefectDetector:
         )
         self.memory = np.ascontiguousarray(model.memory, np.float32)
         self.mem_sq = np.einsum('ij,ij->i', self.memory, self.memory)
+        self.neg2_memory_t = np.ascontiguousarray(-2.0 * self.memory.T, np.float32)
 
     def raw_map(self, rgb: np.ndarray, tile: int = 0) -> np.ndarray:
         """Raw anomaly map at the source resolution; `tile` > 0 scores overlapping tiles."""
@@ -262,7 +273,9 @@ class DefectDetector:
             return self._tiled(rgb, tile)
         feats = self.extractor(rgb)
         fh, fw, d = feats.shape
-        patch = nearest_distance(feats.reshape(-1, d), self.memory, self.mem_sq)
+        patch = nearest_distance(
+            feats.reshape(-1, d), self.memory, self.mem_sq, neg2_memory_t=self.neg2_memory_t
+        )
         grid = patch.reshape(fh, fw)
         # sigma is in network-input pixels; convert to source pixels
         sigma = self.model.sigma * min(h, w) / self.model.input_size
@@ -320,7 +333,7 @@ def fit(
     normal: list[np.ndarray],
     *,
     extractor: FeatureExtractor,
-    coreset_ratio: float = 0.03,
+    coreset_ratio: float = 0.01,
     max_memory: int = 20000,
     seed: int = 0,
     progress: bool = True,

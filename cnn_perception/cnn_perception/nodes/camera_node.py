@@ -9,11 +9,9 @@ import sys
 import time
 
 import cv2
-import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
-from cnn_perception.errors import UserError
 from cnn_perception.io.calibration import load_camera_info
 from cnn_perception.io.images import numpy_to_image
 from cnn_perception.io.sources import (
@@ -33,6 +31,7 @@ from cnn_perception.nodes.common import (
     Param,
     declare_params,
     overridable,
+    run_node,
 )
 
 PARAMS = [
@@ -152,21 +151,7 @@ class CameraNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = CameraNode()
-        rclpy.spin(node)
-    except UserError as exc:
-        print(f'camera_node: {exc}', file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(CameraNode, 'camera_node', args)
 
 
 if __name__ == '__main__':

@@ -9,8 +9,6 @@ latest-frame-wins slot, so frames the model cannot keep up with are dropped, not
 import sys
 
 from cnn_perception_msgs.msg import Classification, LabelMap
-import rclpy
-from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
@@ -18,20 +16,17 @@ from cnn_perception.core.classifier import load_classifier
 from cnn_perception.core.draw import draw_label_panel
 from cnn_perception.core.models import DEFAULT_MODEL
 from cnn_perception.errors import UserError
-from cnn_perception.io.images import ImageError, numpy_to_image, to_rgb8
+from cnn_perception.io.images import numpy_to_image, to_rgb8
 from cnn_perception.nodes.common import (
-    ERROR,
     OK,
     RESULT_QOS,
-    WARN,
     Diagnostics,
-    FrameMonitor,
-    LatestFrameWorker,
+    FrameNode,
     Param,
     declare_params,
     decode_image,
     overridable,
-    subscribe_images,
+    run_node,
 )
 from cnn_perception.results import classification_msg, overlay_lines
 
@@ -72,13 +67,14 @@ LABELS_QOS = QoSProfile(
 OUTPUT_IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
-class ClassifierNode(Node):
+class ClassifierNode(FrameNode):
+    task = 'inference'
+
     def __init__(self, **kwargs):
         super().__init__('classifier', **kwargs)
         p = declare_params(self, PARAMS)
         self.top_k, self.threshold = p['top_k'], p['score_threshold']
         self.diag = Diagnostics(self)
-        self.monitor = FrameMonitor()
         self.clf = load_classifier(
             p['model'],
             weights=p['weights'] or None,
@@ -109,19 +105,14 @@ class ClassifierNode(Node):
         )
         labels.header.stamp = self.get_clock().now().to_msg()
         labels_pub.publish(labels)
-        self.worker = LatestFrameWorker(self._process, self._failed, name='classifier')
-        self._set_rate(p['max_rate_hz'])
         self.add_post_set_parameters_callback(self._params_changed)
-        subscribe_images(self, self.worker.submit)
+        self.start_frames(self._process, p['max_rate_hz'], 'classifier')
         self.diag.set(
             OK,
             f'{self.model_name} on {p["backend"]}/{p["device"]}: waiting for images',
             model=self.model_name,
             backend=p['backend'],
         )
-
-    def _set_rate(self, hz: float) -> None:
-        self.worker.min_period = 1.0 / hz if hz > 0 else 0.0
 
     def _params_changed(self, params) -> None:
         for prm in params:
@@ -130,62 +121,21 @@ class ClassifierNode(Node):
             elif prm.name == 'score_threshold':
                 self.threshold = float(prm.value)
             elif prm.name == 'max_rate_hz':
-                self._set_rate(float(prm.value))
-
-    def _failed(self, exc: Exception) -> None:
-        if isinstance(exc, ImageError):
-            self.diag.count('bad_frames')
-            self.diag.set(WARN, f'bad image skipped: {exc}')
-            return
-        self.diag.count('inference_errors')
-        level = ERROR if self.worker.failures_in_a_row >= self.worker.backoff_after else WARN
-        self.diag.set(
-            level,
-            f'inference failed ({self.worker.failures_in_a_row} in a row): '
-            f'{type(exc).__name__}: {exc}',
-        )
+                self.set_max_rate(float(prm.value))
 
     def _process(self, raw: bytes) -> None:
         msg = decode_image(raw)
         rgb = to_rgb8(msg)
-        warning = self.monitor.check(msg.header)
         pred = self.clf.predict(rgb, self.top_k, self.threshold)
         self.result_pub.publish(classification_msg(msg.header, pred, self.model_name))
         if self.overlay_pub.get_subscription_count() > 0:
             panel = draw_label_panel(rgb, overlay_lines(pred, self.model_name))
             self.overlay_pub.publish(numpy_to_image(panel, 'rgb8', msg.header))
-        if warning:
-            self.diag.count('frame_warnings')
-            self.diag.set(WARN, warning)
-        elif self.diag.level != OK:
-            self.diag.set(OK, 'classifying')
-        self.diag.values.update(
-            processed=self.worker.processed + 1,
-            dropped=self.worker.dropped,
-            last_inference_ms=round(pred.inference_ms, 2),
-        )
-
-    def destroy_node(self) -> None:
-        self.worker.stop()
-        super().destroy_node()
+        self.frame_done(msg.header, 'classifying', last_inference_ms=round(pred.inference_ms, 2))
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ClassifierNode()
-        rclpy.spin(node)
-    except UserError as exc:
-        print(f'classifier_node: {exc}', file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(ClassifierNode, 'classifier_node', args)
 
 
 if __name__ == '__main__':

@@ -309,3 +309,75 @@ class FrameMonitor:
             )
         self.last_ns = ns
         return problem
+
+
+class FrameNode(Node):
+    """Base of the nodes that process frames: diagnostics, frame checks and the worker.
+
+    Subclasses set `task` (the word in failure messages), create `self.diag`, then call
+    `start_frames`; their `_process(raw)` ends with `frame_done`.
+    """
+
+    task = 'inference'
+
+    def start_frames(self, process, max_rate_hz: float, name: str, on_image=None) -> None:
+        self.monitor = FrameMonitor()
+        self.worker = LatestFrameWorker(process, self.report_failure, name=name)
+        self.set_max_rate(max_rate_hz)
+        subscribe_images(self, on_image or self.worker.submit)
+
+    def set_max_rate(self, hz: float) -> None:
+        self.worker.min_period = 1.0 / hz if hz > 0 else 0.0
+
+    def report_failure(self, exc: Exception) -> None:
+        from cnn_perception.io.images import ImageError
+
+        if isinstance(exc, ImageError):
+            self.diag.count('bad_frames')
+            self.diag.set(WARN, f'bad image skipped: {exc}')
+            return
+        self.diag.count('inference_errors')
+        n = self.worker.failures_in_a_row
+        level = ERROR if n >= self.worker.backoff_after else WARN
+        self.diag.set(level, f'{self.task} failed ({n} in a row): {type(exc).__name__}: {exc}')
+
+    def frame_done(self, header, ok_message: str, **values) -> None:
+        """Diagnostics after a processed frame: frame warnings, or back to OK."""
+        warning = self.monitor.check(header)
+        if warning:
+            self.diag.count('frame_warnings')
+            self.diag.set(WARN, warning)
+        elif self.diag.level != OK:
+            self.diag.set(OK, ok_message)
+        self.diag.values.update(
+            processed=self.worker.processed + 1, dropped=self.worker.dropped, **values
+        )
+
+    def destroy_node(self) -> None:
+        if getattr(self, 'worker', None) is not None:
+            self.worker.stop()
+        super().destroy_node()
+
+
+def run_node(node_cls, prog: str, args=None) -> int:
+    """Run a node until ^C (the `main` of every node); a UserError: one line, exit 2."""
+    import sys
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = node_cls()
+        rclpy.spin(node)
+    except UserError as exc:
+        print(f'{prog}: {exc}', file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -8,28 +8,22 @@ frame -- empty when clean -- with `image_score`, header copied) and `defects/hea
 import sys
 
 from cnn_perception_msgs.msg import DetectionArray
-import rclpy
-from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from cnn_perception.core.defects import DefectDetector, load_defect_model
 from cnn_perception.core.draw import draw_defects
-from cnn_perception.errors import UserError
-from cnn_perception.io.images import ImageError, numpy_to_image, to_rgb8
+from cnn_perception.io.images import numpy_to_image, to_rgb8
 from cnn_perception.nodes.common import (
-    ERROR,
     OK,
     RESULT_QOS,
-    WARN,
     Diagnostics,
-    FrameMonitor,
-    LatestFrameWorker,
+    FrameNode,
     Param,
     declare_params,
     decode_image,
     overridable,
-    subscribe_images,
+    run_node,
 )
 from cnn_perception.results import detections_msg
 
@@ -72,13 +66,14 @@ PARAMS = [
 OUTPUT_IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
-class DefectDetectorNode(Node):
+class DefectDetectorNode(FrameNode):
+    task = 'defect scoring'
+
     def __init__(self, **kwargs):
         super().__init__('defect_detector', **kwargs)
         p = declare_params(self, PARAMS)
         self.sensitivity, self.min_area, self.tile = p['sensitivity'], p['min_area'], p['tile']
         self.diag = Diagnostics(self)
-        self.monitor = FrameMonitor()
         model = load_defect_model(p['model'], log=self.get_logger().info)
         self.detector = DefectDetector(model, p['backend'], p['device'], p['num_threads'])
         self.model_name = p['model'].rsplit('/', 1)[-1]
@@ -86,10 +81,8 @@ class DefectDetectorNode(Node):
             DetectionArray, 'defects/detections', RESULT_QOS, qos_overriding_options=overridable()
         )
         self.heatmap_pub = self.create_publisher(Image, 'defects/heatmap', OUTPUT_IMAGE_QOS)
-        self.worker = LatestFrameWorker(self._process, self._failed, name='defects')
-        self.worker.min_period = 1.0 / p['max_rate_hz'] if p['max_rate_hz'] > 0 else 0.0
         self.add_post_set_parameters_callback(self._params_changed)
-        subscribe_images(self, self.worker.submit)
+        self.start_frames(self._process, p['max_rate_hz'], 'defects')
         self.diag.set(OK, f'{self.model_name}: waiting for images', model=self.model_name)
 
     def _params_changed(self, params) -> None:
@@ -99,62 +92,25 @@ class DefectDetectorNode(Node):
             elif prm.name == 'min_area':
                 self.min_area = int(prm.value)
             elif prm.name == 'max_rate_hz':
-                self.worker.min_period = 1.0 / prm.value if prm.value > 0 else 0.0
-
-    def _failed(self, exc: Exception) -> None:
-        if isinstance(exc, ImageError):
-            self.diag.count('bad_frames')
-            self.diag.set(WARN, f'bad image skipped: {exc}')
-            return
-        self.diag.count('inference_errors')
-        level = ERROR if self.worker.failures_in_a_row >= self.worker.backoff_after else WARN
-        self.diag.set(
-            level,
-            f'defect scoring failed ({self.worker.failures_in_a_row} in a '
-            f'row): {type(exc).__name__}: {exc}',
-        )
+                self.set_max_rate(float(prm.value))
 
     def _process(self, raw: bytes) -> None:
         msg = decode_image(raw)
         rgb = to_rgb8(msg)
-        warning = self.monitor.check(msg.header)
         res = self.detector.detect(rgb, self.sensitivity, self.min_area, self.tile)
         self.pub.publish(detections_msg(msg.header, res, self.model_name))
         if self.heatmap_pub.get_subscription_count() > 0:
             self.heatmap_pub.publish(numpy_to_image(draw_defects(rgb, res), 'rgb8', msg.header))
-        if warning:
-            self.diag.count('frame_warnings')
-            self.diag.set(WARN, warning)
-        elif self.diag.level != OK:
-            self.diag.set(OK, 'scoring')
-        self.diag.values.update(
-            processed=self.worker.processed + 1,
-            dropped=self.worker.dropped,
+        self.frame_done(
+            msg.header,
+            'scoring',
             last_inference_ms=round(res.inference_ms, 2),
             last_score=round(res.score, 3),
         )
 
-    def destroy_node(self) -> None:
-        self.worker.stop()
-        super().destroy_node()
-
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = DefectDetectorNode()
-        rclpy.spin(node)
-    except UserError as exc:
-        print(f'defect_detector_node: {exc}', file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(DefectDetectorNode, 'defect_detector_node', args)
 
 
 if __name__ == '__main__':

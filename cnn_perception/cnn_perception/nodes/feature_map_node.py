@@ -8,8 +8,6 @@ computed while nobody subscribes; with a subscriber, at most `max_rate_hz` frame
 import sys
 
 import numpy as np
-import rclpy
-from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
@@ -17,17 +15,15 @@ from cnn_perception.core import feature_maps as fm
 from cnn_perception.core.draw import draw_label_panel
 from cnn_perception.core.models import DEFAULT_MODEL
 from cnn_perception.errors import UserError
-from cnn_perception.io.images import ImageError, numpy_to_image, to_rgb8
+from cnn_perception.io.images import numpy_to_image, to_rgb8
 from cnn_perception.nodes.common import (
-    ERROR,
     OK,
-    WARN,
     Diagnostics,
-    LatestFrameWorker,
+    FrameNode,
     Param,
     declare_params,
     decode_image,
-    subscribe_images,
+    run_node,
 )
 
 PARAMS = [
@@ -58,7 +54,9 @@ PARAMS = [
 OUTPUT_IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
-class FeatureMapNode(Node):
+class FeatureMapNode(FrameNode):
+    task = 'feature maps'
+
     def __init__(self, **kwargs):
         super().__init__('feature_map', **kwargs)
         p = declare_params(self, PARAMS)
@@ -72,16 +70,14 @@ class FeatureMapNode(Node):
         self.cam_pub = self.create_publisher(Image, 'feature_maps/cam', OUTPUT_IMAGE_QOS)
         self.inferences = 0
         self.skipped = 0
-        self.worker = LatestFrameWorker(self._process, self._failed, name='feature_maps')
-        self.worker.min_period = 1.0 / p['max_rate_hz']
         self.add_post_set_parameters_callback(self._params_changed)
-        subscribe_images(self, self._on_image)
+        self.start_frames(self._process, p['max_rate_hz'], 'feature_maps', self._on_image)
         self.diag.set(OK, 'idle: no subscriber to feature_maps/*', inferences=0)
 
     def _params_changed(self, params) -> None:
         for prm in params:
             if prm.name == 'max_rate_hz':
-                self.worker.min_period = 1.0 / prm.value
+                self.set_max_rate(float(prm.value))
 
     def _watched(self) -> bool:
         return (
@@ -95,15 +91,6 @@ class FeatureMapNode(Node):
             self.skipped += 1
             return
         self.worker.submit(raw)
-
-    def _failed(self, exc: Exception) -> None:
-        if isinstance(exc, ImageError):
-            self.diag.count('bad_frames')
-            self.diag.set(WARN, f'bad image skipped: {exc}')
-            return
-        self.diag.count('inference_errors')
-        level = ERROR if self.worker.failures_in_a_row >= self.worker.backoff_after else WARN
-        self.diag.set(level, f'feature maps failed: {type(exc).__name__}: {exc}')
 
     def _process(self, raw: bytes) -> None:
         msg = decode_image(raw)
@@ -124,31 +111,16 @@ class FeatureMapNode(Node):
             label = self.model.labels[top] if self.model.labels else str(top)
             overlay = draw_label_panel(fm.cam_overlay(rgb, full), [f'{label} ({self.cam_method})'])
             self.cam_pub.publish(numpy_to_image(overlay, 'rgb8', msg.header))
-        if self.diag.level != OK or self.inferences == 1:
-            self.diag.set(OK, 'publishing feature maps')
-        self.diag.values.update(inferences=self.inferences, skipped_unwatched=self.skipped)
-
-    def destroy_node(self) -> None:
-        self.worker.stop()
-        super().destroy_node()
+        self.frame_done(
+            msg.header,
+            'publishing feature maps',
+            inferences=self.inferences,
+            skipped_unwatched=self.skipped,
+        )
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = FeatureMapNode()
-        rclpy.spin(node)
-    except UserError as exc:
-        print(f'feature_map_node: {exc}', file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(FeatureMapNode, 'feature_map_node', args)
 
 
 if __name__ == '__main__':
