@@ -172,6 +172,11 @@ def pipeline_run(
             rclpy.try_shutdown(context=ctx)
             proc.send_signal(2)
             log = proc.communicate(timeout=30)[0]
+    if not window:
+        raise RuntimeError(
+            f'bench: no results from `run --nodes {nodes}` in {seconds:.0f} s; '
+            'its output ended with:\n' + log[-3000:]
+        )
     lat = [(t - s / 1e9) * 1000 for t, s in window]
     half = len(lat) // 2
     return {

@@ -33,7 +33,7 @@ def test_bench_json_has_every_figure(tmp_path):
             'cnn_perception',
             'bench',
             '--duration',
-            '1',
+            '2',
             '--no-growth',
             '--json',
             '--out',
@@ -52,4 +52,4 @@ def test_bench_json_has_every_figure(tmp_path):
         assert isinstance(v, float | int) and v == v, key  # a number, not NaN
     assert out['pipeline']['fps'] > 0 and out['rss_mb']['all_nodes_onnxruntime'] > 50
     assert out['torch_loaded'] == {'onnxruntime_path': False, 'torch_path': True}
-    assert '| pipeline / model alone |' in (tmp_path / 'b.md').read_text()
+    assert '| pipeline / whole frame without ROS |' in (tmp_path / 'b.md').read_text()

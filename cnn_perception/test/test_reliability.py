@@ -382,6 +382,16 @@ def test_bad_files_fail_at_start_with_one_line(tmp_path):
             'calib.yaml',
         ),
         (['--nodes', 'camera', '--source', f'bag:{tmp_path}/nobag:/image'], 'nobag'),
+        (['--nodes', 'camera', '--params-file', params(tmp_path, 'camera', fps=5000.0)], 'fps'),
+        (
+            [
+                '--nodes',
+                'classifier',
+                '--params-file',
+                params(tmp_path, 'classifier', top_k="'x'"),
+            ],
+            'top_k',
+        ),
     ]
     for args, name in cases:
         rc, lines, everything = one_line_error('run', *args, '--duration', '5')

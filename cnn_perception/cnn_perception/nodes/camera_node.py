@@ -38,7 +38,7 @@ PARAMS = [
     Param('source', 'test:', f'Frame source; accepted: {ACCEPTED}'),
     Param('width', 640, 'Output width in pixels (0: native size of the source)', 0, 8192),
     Param('height', 480, 'Output height in pixels (0: native size of the source)', 0, 8192),
-    Param('fps', 30.0, 'Publishing rate, frames per second', 0.1, 240.0),
+    Param('fps', 30.0, 'Publishing rate, frames per second', 0.1, 1000.0),
     Param('frame_id', 'camera_optical_frame', 'frame_id of the published images'),
     Param('loop', True, 'Start again at the end of a file, folder or bag'),
     Param(

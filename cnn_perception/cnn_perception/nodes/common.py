@@ -13,6 +13,7 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.qos import (
     HistoryPolicy,
@@ -76,7 +77,12 @@ def declare_params(node: Node, params: list[Param]) -> dict[str, Any]:
                 desc.floating_point_range = [
                     FloatingPointRange(from_value=float(p.low), to_value=float(p.high), step=0.0)
                 ]
-        values[p.name] = node.declare_parameter(p.name, p.default, desc).value
+        try:
+            values[p.name] = node.declare_parameter(p.name, p.default, desc).value
+        except (ParameterException, TypeError, ValueError) as exc:
+            # An out-of-range or wrongly typed value from a YAML file or the command line.
+            reason = getattr(exc, 'reason', None) or str(exc).splitlines()[0]
+            raise UserError(f'parameter {node.get_name()}.{p.name}: {reason}') from exc
         problem = check_value(p, values[p.name])
         if problem:
             raise UserError(f'parameter {node.get_name()}.{p.name}: {problem}')
