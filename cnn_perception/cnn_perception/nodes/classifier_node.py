@@ -19,6 +19,7 @@ from cnn_perception.errors import UserError
 from cnn_perception.io.images import numpy_to_image, to_rgb8
 from cnn_perception.nodes.common import (
     OK,
+    OUTPUT_IMAGE_QOS,
     RESULT_QOS,
     Diagnostics,
     FrameNode,
@@ -64,7 +65,6 @@ PARAMS = [
 LABELS_QOS = QoSProfile(
     depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
 )
-OUTPUT_IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class ClassifierNode(FrameNode):

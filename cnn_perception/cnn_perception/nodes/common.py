@@ -40,6 +40,11 @@ IMAGE_QOS = QoSProfile(
 RESULT_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE
 )
+# Overlays for people (rviz): reliable, so both reliable and best-effort viewers match;
+# depth 1, a stale overlay is worthless.
+OUTPUT_IMAGE_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE
+)
 
 
 def overridable() -> QoSOverridingOptions:

@@ -8,7 +8,6 @@ frame -- empty when clean -- with `image_score`, header copied) and `defects/hea
 import sys
 
 from cnn_perception_msgs.msg import DetectionArray
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from cnn_perception.core.defects import DefectDetector, load_defect_model
@@ -16,6 +15,7 @@ from cnn_perception.core.draw import draw_defects
 from cnn_perception.io.images import numpy_to_image, to_rgb8
 from cnn_perception.nodes.common import (
     OK,
+    OUTPUT_IMAGE_QOS,
     RESULT_QOS,
     Diagnostics,
     FrameNode,
@@ -63,7 +63,6 @@ PARAMS = [
         live=True,
     ),
 ]
-OUTPUT_IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class DefectDetectorNode(FrameNode):

@@ -8,7 +8,6 @@ computed while nobody subscribes; with a subscriber, at most `max_rate_hz` frame
 import sys
 
 import numpy as np
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from cnn_perception.core import feature_maps as fm
@@ -18,6 +17,7 @@ from cnn_perception.errors import UserError
 from cnn_perception.io.images import numpy_to_image, to_rgb8
 from cnn_perception.nodes.common import (
     OK,
+    OUTPUT_IMAGE_QOS,
     Diagnostics,
     FrameNode,
     Param,
@@ -51,7 +51,6 @@ PARAMS = [
     ),
     Param('max_rate_hz', 2.0, 'Most frames processed per second', 0.01, 100.0, live=True),
 ]
-OUTPUT_IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class FeatureMapNode(FrameNode):
