@@ -13,6 +13,7 @@ Absolute times on a shared 2-core machine are noise; ratios are not.
 5. growth: model alone at 160/224/320 input, pipeline at 640x480 and 1280x720 frames.
 """
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -87,6 +88,53 @@ def _params_file(
     return path
 
 
+@contextlib.contextmanager
+def _pipeline_and_probe(params_file: Path, run_seconds: float, nodes: str | None = None):
+    """`run` in its own OS process, a probe node here counting its classifications.
+
+    Yields (process, probe node, executor, results) where results collects
+    (receive time, image stamp in ns) per Classification; on exit the probe is destroyed
+    and the pipeline stopped with SIGINT; its output is left in `process.log`.
+    """
+    from cnn_perception_msgs.msg import Classification
+    import rclpy
+
+    cmd = [
+        sys.executable,
+        '-m',
+        'cnn_perception',
+        'run',
+        '--params-file',
+        str(params_file),
+        '--duration',
+        str(run_seconds),
+    ]
+    if nodes:
+        cmd += ['--nodes', nodes]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node('bench_probe', context=ctx)
+    got: list[tuple[float, int]] = []
+    node.create_subscription(
+        Classification,
+        f'{NS}/classifier/classification',
+        lambda m: got.append((time.time(), m.header.stamp.sec * 10**9 + m.header.stamp.nanosec)),
+        10,
+    )
+    ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    try:
+        yield proc, node, ex, got
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+        if proc.poll() is None:
+            proc.send_signal(2)
+        proc.log = proc.communicate(timeout=60)[0]
+
+
 def pipeline_run(
     nodes: str,
     backend: str,
@@ -97,9 +145,7 @@ def pipeline_run(
     watch_images: bool = False,
 ) -> dict:
     """Start `run` in its own process, measure from a probe in this one."""
-    from cnn_perception_msgs.msg import Classification
     import psutil
-    import rclpy
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
@@ -107,48 +153,17 @@ def pipeline_run(
         pfile = _params_file(
             Path(tmp), backend, camera_fps, width, height, backend == 'onnxruntime'
         )
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                '-m',
-                'cnn_perception',
-                'run',
-                '--nodes',
-                nodes,
-                '--params-file',
-                str(pfile),
-                '--duration',
-                str(seconds + 90),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        ctx = rclpy.context.Context()
-        rclpy.init(context=ctx)
-        node = rclpy.create_node('bench_probe', context=ctx)
-        got: list[tuple[float, int]] = []
-        node.create_subscription(
-            Classification,
-            f'{NS}/classifier/classification',
-            lambda m: got.append(
-                (time.time(), m.header.stamp.sec * 10**9 + m.header.stamp.nanosec)
-            ),
-            10,
-        )
-        if watch_images:  # make the image-producing nodes do their work
-            for t in (
-                'classifier/overlay',
-                'defects/heatmap',
-                'feature_maps/mosaic',
-                'feature_maps/cam',
-            ):
-                node.create_subscription(
-                    Image, f'{NS}/{t}', lambda m: None, qos_profile_sensor_data
-                )
-        ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
-        ex.add_node(node)
-        try:
+        with _pipeline_and_probe(pfile, seconds + 90, nodes) as (proc, node, ex, got):
+            if watch_images:  # make the image-producing nodes do their work
+                for t in (
+                    'classifier/overlay',
+                    'defects/heatmap',
+                    'feature_maps/mosaic',
+                    'feature_maps/cam',
+                ):
+                    node.create_subscription(
+                        Image, f'{NS}/{t}', lambda m: None, qos_profile_sensor_data
+                    )
             deadline = time.monotonic() + 120
             while not got and time.monotonic() < deadline and proc.poll() is None:
                 ex.spin_once(timeout_sec=0.1)
@@ -166,12 +181,7 @@ def pipeline_run(
                 hwm = _vm_hwm_mb(proc.pid) or rss
             except psutil.Error:
                 hwm = float('nan')
-        finally:
-            ex.shutdown()
-            node.destroy_node()
-            rclpy.try_shutdown(context=ctx)
-            proc.send_signal(2)
-            log = proc.communicate(timeout=30)[0]
+    log = proc.log
     if not window:
         raise RuntimeError(
             f'bench: no results from `run --nodes {nodes}` in {seconds:.0f} s; '
@@ -395,59 +405,25 @@ def main_bench(args) -> int:
 
 def soak(seconds: float = 600.0, overload: float = 1.25, sample_s: float = 5.0, log=print) -> dict:
     """All four nodes, camera above capacity, for `seconds`: RSS, latency, exceptions."""
-    from cnn_perception_msgs.msg import Classification
     from diagnostic_msgs.msg import DiagnosticArray
     import psutil
-    import rclpy
 
     ort = model_only('onnxruntime', 224, 3.0)
     cam_fps = max(30.0, overload * ort['frame_fps'])
+    errors: dict[str, int] = {}
+
+    def on_diag(m):
+        for s in m.status:
+            for kv in s.values:
+                if kv.key in ('inference_errors', 'bad_frames'):
+                    errors[f'{s.name}:{kv.key}'] = int(kv.value)
+
+    samples = []
     with tempfile.TemporaryDirectory() as tmp:
         pfile = _params_file(Path(tmp), 'onnxruntime', cam_fps, 640, 480, True)
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                '-m',
-                'cnn_perception',
-                'run',
-                '--params-file',
-                str(pfile),
-                '--duration',
-                str(seconds + 120),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        ctx = rclpy.context.Context()
-        rclpy.init(context=ctx)
-        node = rclpy.create_node('soak_probe', context=ctx)
-        got: list[tuple[float, float]] = []
-        errors: dict[str, int] = {}
-        node.create_subscription(
-            Classification,
-            f'{NS}/classifier/classification',
-            lambda m: got.append(
-                (
-                    time.time(),
-                    (time.time() - m.header.stamp.sec - m.header.stamp.nanosec / 1e9) * 1000,
-                )
-            ),
-            10,
-        )
-
-        def on_diag(m):
-            for s in m.status:
-                for kv in s.values:
-                    if kv.key in ('inference_errors', 'bad_frames'):
-                        errors[f'{s.name}:{kv.key}'] = int(kv.value)
-
-        node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
-        ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
-        ex.add_node(node)
-        samples = []
-        try:
-            while not got and proc.poll() is None:
+        with _pipeline_and_probe(pfile, seconds + 120) as (proc, node, ex, results):
+            node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
+            while not results and proc.poll() is None:
                 ex.spin_once(timeout_sec=0.1)
             t0 = time.monotonic()
             next_sample = t0
@@ -460,15 +436,11 @@ def soak(seconds: float = 600.0, overload: float = 1.25, sample_s: float = 5.0, 
                     if len(samples) % 12 == 0:
                         log(
                             f'soak: {samples[-1][0]:.0f} s, RSS {samples[-1][1]:.0f} MB, '
-                            f'{len(got)} results'
+                            f'{len(results)} results'
                         )
             alive = proc.poll() is None
-        finally:
-            ex.shutdown()
-            node.destroy_node()
-            rclpy.try_shutdown(context=ctx)
-            proc.send_signal(2)
-            out = proc.communicate(timeout=60)[0]
+    out = proc.log
+    got = [(t, (t - ns / 1e9) * 1000) for t, ns in results]
     t_start = got[0][0] if got else 0
     per_min: dict[int, list[float]] = {}
     for t, lat in got:

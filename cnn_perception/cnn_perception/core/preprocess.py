@@ -1,6 +1,7 @@
 """Image preprocessing in numpy + OpenCV, so the ONNX Runtime path needs no torch."""
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -68,10 +69,10 @@ class Preprocess:
             x[0, c] += self._offset[c]
         return x
 
-    @property
+    @cached_property  # per-frame hot path: computed once per recipe
     def _scale(self) -> np.ndarray:
         return (1.0 / (255.0 * np.asarray(self.std))).astype(np.float32)
 
-    @property
+    @cached_property
     def _offset(self) -> np.ndarray:
         return (-np.asarray(self.mean) / np.asarray(self.std)).astype(np.float32)
