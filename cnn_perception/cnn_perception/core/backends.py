@@ -21,7 +21,6 @@ from cnn_perception.core.preprocess import Preprocess
 from cnn_perception.errors import ModelFileError
 
 ONNX_META_KEY = 'cnn_perception'
-BACKENDS = ('torch', 'onnxruntime')
 
 
 class TorchBackend:
@@ -53,12 +52,6 @@ class TorchBackend:
             if self.device.startswith('cuda'):
                 torch.cuda.synchronize()
             return out.float().cpu().numpy()
-
-
-def available_providers() -> list[str]:
-    import onnxruntime as ort
-
-    return list(ort.get_available_providers())
 
 
 class OnnxBackend:

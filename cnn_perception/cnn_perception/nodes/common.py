@@ -24,13 +24,7 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from cnn_perception.errors import UserError
 
-OK, WARN, ERROR, STALE = (
-    DiagnosticStatus.OK,
-    DiagnosticStatus.WARN,
-    DiagnosticStatus.ERROR,
-    DiagnosticStatus.STALE,
-)
-LEVEL_NAMES = {OK: 'OK', WARN: 'WARN', ERROR: 'ERROR', STALE: 'STALE'}
+OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 
 # Images: best effort, keep last 1 -- a late frame is worthless, a queued one is harmful.
 IMAGE_QOS = QoSProfile(
@@ -266,11 +260,6 @@ class LatestFrameWorker:
             self._stop = True
             self._cv.notify_all()
         self._thread.join(timeout)
-
-
-def copy_header(src, dst) -> None:
-    dst.stamp = src.stamp
-    dst.frame_id = src.frame_id
 
 
 def subscribe_images(node: Node, callback: Callable[[bytes], None]):
