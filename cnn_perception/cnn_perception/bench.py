@@ -67,6 +67,45 @@ def model_only(
     }
 
 
+def defect_cost(seconds: float = 6.0, backend: str = 'onnxruntime') -> dict:
+    """Defect scoring vs the classifier's inference_ms, same input size and backend.
+
+    Blocks of calls on one 256x256 brick crop with a painted defect. The classifier's
+    inference_ms is its network call; the detector's covers everything `detect` does
+    before thresholding (resize, network, nearest-patch search, upsampling, smoothing).
+    """
+    from cnn_perception.core.classifier import load_classifier
+    from cnn_perception.core.defects import DefectDetector, load_defect_model
+    from cnn_perception.datasets import make_defect_images
+
+    det = DefectDetector(load_defect_model('builtin:brick', log=lambda *_: None), backend)
+    size = det.model.input_size
+    clf = load_classifier('efficientnet_lite0', backend=backend, input_size=size)
+    img = make_defect_images('brick', 1, seed=5)[1][0]
+    for _ in range(3):
+        clf.predict(img)
+        det.detect(img)
+    # Short blocks of each in turn: alternating single calls would make each evict the
+    # other's weights from the caches, blocks share any drift in machine load.
+    c_ms, d_ms = [], []
+    for _ in range(4):
+        for fn, out in ((lambda: clf.predict(img), c_ms), (lambda: det.detect(img), d_ms)):
+            t_end = time.perf_counter() + seconds / 8
+            while time.perf_counter() < t_end:
+                out.append(fn().inference_ms)
+    c, d = statistics.median(c_ms), statistics.median(d_ms)
+    return {
+        'backend': backend,
+        'input_size': size,
+        'image': '256x256',
+        'memory_bank': len(det.memory),
+        'classifier_ms': c,
+        'defects_ms': d,
+        'ratio': d / c,
+        'runs': len(c_ms),
+    }
+
+
 def _params_file(
     tmp: Path, backend: str, fps: float, width: int, height: int, onnx_only: bool
 ) -> Path:

@@ -9,15 +9,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+# The texture classes of the transfer-learning example.
 TEXTURES = ('brick', 'gravel', 'grass')
+# Surfaces a defect dataset can be made of: the textures, plus the Moon's cratered ground
+# (Apollo 14 photograph), which was held out while the defect detector was tuned.
+SURFACES = (*TEXTURES, 'moon')
 
 
 def texture(name: str) -> np.ndarray:
-    """Return a 512x512 RGB texture photograph from scikit-image."""
+    """Return a 512x512 RGB surface photograph from scikit-image (see SURFACES)."""
     from skimage import data
 
-    if name not in TEXTURES:
-        raise ValueError(f'unknown texture {name!r}: use {", ".join(TEXTURES)}')
+    if name not in SURFACES:
+        raise ValueError(f'unknown texture {name!r}: use {", ".join(SURFACES)}')
     gray = getattr(data, name)()
     return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
 

@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
 
     q = dsub.add_parser('make-dataset', help='texture photographs with painted defects')
     q.add_argument('--out', type=Path, required=True)
-    q.add_argument('--texture', choices=('brick', 'gravel', 'grass'), default='brick')
+    q.add_argument('--texture', choices=('brick', 'gravel', 'grass', 'moon'), default='brick')
     q.add_argument('--count', type=int, default=40, help='normal and defect images each')
     q.add_argument('--size', type=int, default=256)
     q.add_argument('--seed', type=int, default=0)
@@ -36,10 +36,15 @@ def add_parser(sub) -> None:
     q.add_argument(
         '--coreset-ratio',
         type=float,
-        default=0.01,
-        help='share of normal patches kept (PatchCore: 1%%); more is slower',
+        default=None,
+        help='share of normal patches kept (default 0.05); more is slower to score',
     )
-    q.add_argument('--input-size', type=int, default=256)
+    q.add_argument(
+        '--input-size',
+        type=int,
+        default=None,
+        help='short side the images are scaled to for the CNN (default 320)',
+    )
     q.add_argument('--backend', choices=('onnxruntime', 'torch'), default='onnxruntime')
     q.set_defaults(func=cmd_fit)
 
@@ -98,6 +103,8 @@ def cmd_fit(args) -> int:
 
     from cnn_perception.commands.models import read_rgb
     from cnn_perception.core.defects import (
+        DEFAULT_CORESET_RATIO,
+        DEFAULT_INPUT_SIZE,
         DefectDetector,
         DefectModel,
         FeatureExtractor,
@@ -114,16 +121,23 @@ def cmd_fit(args) -> int:
         k = max(1, len(files) // 5)
         val_files = [files[i] for i in sorted(order[:k])]
         fit_files = [files[i] for i in sorted(order[k:])]
-    ex = FeatureExtractor(input_size=args.input_size, backend=args.backend)
-    memory = fit([read_rgb(f) for f in fit_files], extractor=ex, coreset_ratio=args.coreset_ratio)
-    model = DefectModel(memory, input_size=args.input_size)
+    input_size = args.input_size or DEFAULT_INPUT_SIZE
+    ex = FeatureExtractor(input_size=input_size, backend=args.backend)
+    memory = fit(
+        [read_rgb(f) for f in fit_files],
+        extractor=ex,
+        coreset_ratio=args.coreset_ratio or DEFAULT_CORESET_RATIO,
+    )
+    model = DefectModel(memory, input_size=input_size)
     det = DefectDetector(model, extractor=ex)
     val_defect = [read_rgb(f) for f in images_in(args.val_defect)] if args.val_defect else None
     how = calibrate(det, [read_rgb(f) for f in val_files], val_defect)
     model.metrics = {'calibration': how, 'fit_images': len(fit_files)}
     model.save(args.out)
     print(
-        f'calibration: {how["method"]} threshold {how["threshold"]:.3f} (raw distance), '
+        f'calibration: {how["method"]} threshold {how["threshold"]:.3f} (raw distance'
+        + (f', {how["estimate"]} of the normal validation scores' if 'estimate' in how else '')
+        + f'), '
         f'base {how["base"]:.3f}; {how["val_normal"]} normal / {how["val_defect"]} defect '
         f'validation images, false alarms on them {how["val_false_alarms"]:.0%}'
         + (f', F1 {how["f1"]:.3f}' if 'f1' in how else '')
