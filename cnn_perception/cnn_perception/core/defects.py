@@ -272,6 +272,15 @@ class DefectDetector:
         self.memory = np.ascontiguousarray(model.memory, np.float32)
         self.mem_sq = np.einsum('ij,ij->i', self.memory, self.memory)
         self.neg2_memory_t = np.ascontiguousarray(-2.0 * self.memory.T, np.float32)
+        self._gpu_memory = None
+        ex_backend = getattr(self.extractor, 'backend', None)
+        if getattr(ex_backend, 'name', '') == 'torch' and ex_backend.device.startswith('cuda'):
+            # Where the features come from a GPU, search the memory bank there too:
+            # measured on an H100 (docs/benchmarks.md), 0.26 ms instead of 6.3 ms in numpy
+            # for 1600 patches x 3840 bank entries, most of the scoring time.
+            import torch
+
+            self._gpu_memory = torch.from_numpy(self.memory).to(ex_backend.device)
 
     def raw_map(self, rgb: np.ndarray, tile: int = 0) -> np.ndarray:
         """Raw anomaly map at the source resolution; `tile` > 0 scores overlapping tiles."""
@@ -280,9 +289,12 @@ class DefectDetector:
             return self._tiled(rgb, tile)
         feats = self.extractor(rgb)
         fh, fw, d = feats.shape
-        patch = nearest_distance(
-            feats.reshape(-1, d), self.memory, self.mem_sq, neg2_memory_t=self.neg2_memory_t
-        )
+        if self._gpu_memory is not None:
+            patch = self._nearest_on_gpu(feats.reshape(-1, d))
+        else:
+            patch = nearest_distance(
+                feats.reshape(-1, d), self.memory, self.mem_sq, neg2_memory_t=self.neg2_memory_t
+            )
         grid = patch.reshape(fh, fw)
         # sigma is in network-input pixels; convert to source pixels
         sigma = self.model.sigma * min(h, w) / self.model.input_size
@@ -294,6 +306,14 @@ class DefectDetector:
             grid, affine, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
         return cv2.GaussianBlur(up, (0, 0), sigmaX=max(sigma, 0.5))
+
+    def _nearest_on_gpu(self, feats: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            f = torch.from_numpy(np.ascontiguousarray(feats)).to(self._gpu_memory.device)
+            d = torch.cdist(f, self._gpu_memory).amin(dim=1)
+            return d.cpu().numpy().astype(np.float32)
 
     @staticmethod
     def tile_grid(h: int, w: int, tile: int) -> tuple[list[int], list[int], int]:

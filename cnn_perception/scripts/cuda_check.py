@@ -1,0 +1,247 @@
+"""Check the CUDA / fp16 path (the Jetson configuration) without ROS, in one short run.
+
+Run it on the Jetson (or any CUDA machine) with the package on PYTHONPATH:
+
+    python cnn_perception/scripts/cuda_check.py [--device cuda] [--json OUT.json]
+
+What it checks, each against the CPU result in the same run:
+1. classifier (torch backend) on chelsea and coffee: same top-1 on cuda fp32 and cuda
+   fp16 as on the CPU, and the largest logit difference;
+2. classifier speed at 224 px: median network time on cpu, cuda fp32, cuda fp16, and a
+   whole 640x480 frame (preprocessing included) on cuda fp16;
+3. ONNX Runtime's CUDA provider, when the installed build has one (parity, speed);
+4. defect detector: patch features on cuda (fp16) vs cpu, then fit + calibrate + evaluate
+   on brick crops (100 normal for fitting and calibration, 40 + 40 to test) on both,
+   and scoring time against the classifier at the same input size on cuda;
+5. feature maps: EigenCAM and Grad-CAM peaks on cuda inside the cup / the cat.
+A section that fails is reported and the others still run. Nothing here imports rclpy.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import traceback
+
+import numpy as np
+
+CUP = (150, 20, 460, 300)  # same regions as test_feature_maps.py
+CAT = (150, 0, 451, 300)
+
+
+def median_ms(fn, runs: int = 100, warm: int = 10) -> float:
+    for _ in range(warm):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def photos():
+    from skimage import data
+
+    return {'chelsea': data.chelsea(), 'coffee': data.coffee()}
+
+
+def classifier_parity(dev: str) -> dict:
+    from cnn_perception.core.classifier import load_classifier
+
+    out = {}
+    cpu = load_classifier(backend='torch', device='cpu')
+    variants = {
+        'cuda_fp32': load_classifier(backend='torch', device=dev),
+        'cuda_fp16': load_classifier(backend='torch', device=dev, fp16=True),
+    }
+    for name, img in photos().items():
+        ref = cpu.predict(img, top_k=1)
+        row = {'cpu_top1': ref.results[0].label, 'cpu_p': round(ref.results[0].score, 4)}
+        for v, clf in variants.items():
+            p = clf.predict(img, top_k=1)
+            row[f'{v}_top1'] = p.results[0].label
+            row[f'{v}_p'] = round(p.results[0].score, 4)
+            row[f'{v}_max_abs_logit_diff'] = float(np.abs(p.logits - ref.logits).max())
+            row[f'{v}_same_top1'] = p.results[0].class_id == ref.results[0].class_id
+        out[name] = row
+    return out
+
+
+def classifier_speed(dev: str) -> dict:
+    from cnn_perception.core.classifier import load_classifier
+
+    img = photos()['chelsea']
+    frame = np.ascontiguousarray(np.resize(img, (480, 640, 3)))
+    res = {}
+    for name, kw in (
+        ('cpu_fp32', {'device': 'cpu'}),
+        ('cuda_fp32', {'device': dev}),
+        ('cuda_fp16', {'device': dev, 'fp16': True}),
+    ):
+        clf = load_classifier(backend='torch', **kw)
+        x = clf.preprocess(frame)
+        res[f'{name}_network_ms'] = median_ms(lambda c=clf, x=x: c.backend.run(x))
+        if name == 'cuda_fp16':
+            res[f'{name}_frame_640x480_ms'] = median_ms(lambda c=clf: c.predict(frame))
+    res['cuda_fp16_speedup_vs_cpu'] = res['cpu_fp32_network_ms'] / res['cuda_fp16_network_ms']
+    res['cuda_fp16_speedup_vs_fp32'] = res['cuda_fp32_network_ms'] / res['cuda_fp16_network_ms']
+    return res
+
+
+def onnx_cuda(dev: str) -> dict:
+    import onnxruntime as ort
+
+    from cnn_perception.core.classifier import load_classifier
+
+    have = ort.get_available_providers()
+    res = {'onnxruntime': ort.__version__, 'providers': have}
+    if 'CUDAExecutionProvider' not in have:
+        res['note'] = 'this onnxruntime build has no CUDA provider (install onnxruntime-gpu)'
+        return res
+    cpu = load_classifier(backend='onnxruntime', device='cpu')
+    gpu = load_classifier(backend='onnxruntime', device=dev)
+    res['session_providers'] = gpu.backend.session.get_providers()
+    img = photos()['coffee']
+    a, b = cpu.predict(img, top_k=1), gpu.predict(img, top_k=1)
+    res['same_top1'] = a.results[0].class_id == b.results[0].class_id
+    res['max_abs_logit_diff'] = float(np.abs(a.logits - b.logits).max())
+    x = gpu.preprocess(img)
+    res['cuda_network_ms'] = median_ms(lambda: gpu.backend.run(x))
+    return res
+
+
+def defects(dev: str) -> dict:
+    from cnn_perception.core.defect_eval import evaluate
+    from cnn_perception.core.defects import (
+        DefectDetector,
+        DefectModel,
+        FeatureExtractor,
+        calibrate,
+        fit,
+    )
+    from cnn_perception.datasets import make_defect_images
+
+    fit_normal, _, _ = make_defect_images('brick', 100, seed=1, with_defects=False)
+    test_normal, test_defect, masks = make_defect_images('brick', 40, seed=2)
+    res = {}
+    ex = {
+        'cpu': FeatureExtractor(backend='torch', device='cpu'),
+        'cuda_fp16': FeatureExtractor(backend='torch', device=dev),
+    }
+    a, b = ex['cpu'](test_defect[0]), ex['cuda_fp16'](test_defect[0])
+    res['feature_max_abs_diff'] = float(np.abs(a - b).max())
+    res['feature_scale_p99'] = float(np.quantile(np.abs(a), 0.99))
+    for name, e in ex.items():
+        t0 = time.perf_counter()
+        model = DefectModel(fit(fit_normal[:80], extractor=e, progress=False, log=lambda *_: 0))
+        det = DefectDetector(model, extractor=e)
+        how = calibrate(det, fit_normal[80:])
+        fit_s = time.perf_counter() - t0
+        rn = [det.detect(i) for i in test_normal]
+        rd = [det.detect(i) for i in test_defect]
+        m = evaluate(rn, rd, [k > 0 for k in masks])
+        res[name] = {
+            'fit_and_calibrate_s': round(fit_s, 2),
+            'threshold': how['threshold'],
+            **{k: m[k] for k in ('image_auroc', 'pixel_auroc', 'box_hit_rate')},
+            'false_alarm_rate': m['false_alarm_rate'],
+            'detect_ms': median_ms(lambda d=det: d.detect(test_defect[0]), runs=50),
+        }
+    from cnn_perception.core.classifier import load_classifier
+
+    # the acceptance's comparison: both inference_ms, same input size, same device
+    det = DefectDetector(model, extractor=ex['cuda_fp16'])
+    clf = load_classifier(backend='torch', device=dev, fp16=True, input_size=model.input_size)
+    img = test_defect[0]
+    for _ in range(10):
+        clf.predict(img)
+        det.detect(img)
+    c_ms = statistics.median(clf.predict(img).inference_ms for _ in range(100))
+    d_ms = statistics.median(det.detect(img).inference_ms for _ in range(100))
+    res['same_input_cuda'] = {
+        'input_size': model.input_size,
+        'classifier_inference_ms': c_ms,
+        'defect_inference_ms': d_ms,
+        'ratio': d_ms / c_ms,
+    }
+    return res
+
+
+def feature_maps(dev: str) -> dict:
+    from cnn_perception.core import feature_maps as fm
+
+    model = fm.FeatureMapModel(backend='torch', device=dev)
+    res = {}
+    for name, img, box in (
+        ('coffee', photos()['coffee'], CUP),
+        ('chelsea', photos()['chelsea'], CAT),
+    ):
+        h, w = img.shape[:2]
+        logits, acts = model.run(img)
+        for method, cam in (
+            ('eigencam', fm.eigen_cam(acts[model.cam_layer])),
+            ('gradcam', model.grad_cam(img)),
+        ):
+            full = fm.cam_to_source(cam, model.preprocess, h, w)
+            y, x = np.unravel_index(int(full.argmax()), full.shape)
+            inside = box[0] <= x <= box[2] and box[1] <= y <= box[3]
+            res[f'{name}_{method}'] = {'peak': [int(x), int(y)], 'inside': bool(inside)}
+        res[f'{name}_top1'] = model.labels[int(np.argmax(logits))]
+        res[f'{name}_layers'] = {k: list(v.shape) for k, v in acts.items()}
+    return res
+
+
+def environment(dev: str) -> dict:
+    import cv2
+    import timm
+    import torch
+
+    env = {
+        'python': sys.version.split()[0],
+        'torch': torch.__version__,
+        'timm': timm.__version__,
+        'numpy': np.__version__,
+        'opencv': cv2.__version__,
+        'cuda_available': torch.cuda.is_available(),
+    }
+    if dev.startswith('cuda') and torch.cuda.is_available():
+        env['gpu'] = torch.cuda.get_device_name(0)
+        env['capability'] = list(torch.cuda.get_device_capability(0))
+    return env
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--device', default='cuda')
+    ap.add_argument('--json', default=None, help='write the results here too')
+    args = ap.parse_args()
+    report = {}
+    ok = True
+    for name, fn in (
+        ('environment', environment),
+        ('classifier_parity', classifier_parity),
+        ('classifier_speed', classifier_speed),
+        ('onnxruntime_cuda', onnx_cuda),
+        ('defects', defects),
+        ('feature_maps', feature_maps),
+    ):
+        t0 = time.perf_counter()
+        try:
+            report[name] = fn(args.device)
+        except Exception as exc:  # a broken section must not hide the others
+            ok = False
+            report[name] = {'error': f'{type(exc).__name__}: {exc}'}
+            traceback.print_exc()
+        print(f'== {name} ({time.perf_counter() - t0:.1f} s)', flush=True)
+        print(json.dumps(report[name], default=str), flush=True)
+    report['rclpy_imported'] = sys.modules.get('rclpy') is not None
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(report, f, indent=1, default=str)
+    return 0 if ok else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
