@@ -292,6 +292,8 @@ def run_bench(
     # Overload: a camera 25% faster than the model can keep up with. Every camera frame
     # costs CPU in the same process (render, serialise, publish), so a harsher overload
     # measures the camera more than the ROS overhead (1.5x: ratio about 0.77 here).
+    log('bench: defect scoring vs classifier at the same input size ...')
+    res['defects'] = defect_cost(seconds, 'onnxruntime')
     cam_fps = max(30.0, overload * ort['frame_fps'])
     log(f'bench: pipeline, classifier alone, camera at {cam_fps:.0f} fps ...')
     solo = pipeline_run('camera,classifier', 'onnxruntime', cam_fps, seconds)
@@ -362,8 +364,6 @@ def markdown(res: dict) -> str:
         return 'met' if cond else '**not met**'
 
     lines = [
-        '# Benchmarks',
-        '',
         f'Machine: {mc["cores"]} cores ({mc["cpu"]}), Python {mc["python"]}, ONNX Runtime '
         f'{mc["onnxruntime"]}, {mc["date"]}. Model {res["settings"]["model"]} at '
         f'{res["settings"]["size"]}x{res["settings"]["size"]}, {res["settings"]["seconds"]:.0f} s '
@@ -402,10 +402,17 @@ def markdown(res: dict) -> str:
         f'{"yes" if res["torch_loaded"]["onnxruntime_path"] else "no"} | no | '
         f'{ok(not res["torch_loaded"]["onnxruntime_path"])} |',
     ]
+    if 'defects' in res:
+        d = res['defects']
+        lines.append(
+            f'| defect scoring vs classifier inference_ms, both at {d["input_size"]} px, '
+            f'{d["backend"]} | {d["defects_ms"]:.1f} vs {d["classifier_ms"]:.1f} ms = '
+            f'{d["ratio"]:.2f}x | <= 2.5x | {ok(d["ratio"] <= 2.5)} |'
+        )
     if 'growth' in res:
         lines += [
             '',
-            '## How cost grows',
+            '### How cost grows',
             '',
             '| setting | throughput | latency |',
             '|---|---|---|',
@@ -422,6 +429,21 @@ def markdown(res: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def write_section(path: Path, tag: str, md: str, title: str) -> None:
+    """Replace what lies between `<!-- tag -->` and `<!-- /tag -->` in a markdown file.
+
+    The generated figures go there; the hand-written explanations around them stay.
+    """
+    start, end = f'<!-- {tag} -->', f'<!-- /{tag} -->'
+    text = path.read_text() if path.is_file() else f'{title}\n\n{start}\n'
+    if start not in text:
+        text = f'{text.rstrip()}\n\n{start}\n'
+    head = text.split(start)[0]
+    tail = text.split(end)[1] if end in text else '\n'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'{head}{start}\n{md}{end}{tail}')
+
+
 def main_bench(args) -> int:
     res = run_bench(
         args.model,
@@ -433,8 +455,7 @@ def main_bench(args) -> int:
     )
     md = markdown(res)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(md)
+        write_section(Path(args.out), 'bench', md, '# Benchmarks')
     if args.json:
         print(json.dumps(res))
     else:
@@ -534,11 +555,6 @@ def main_soak(args) -> int:
     res = soak(args.duration, log=lambda s: print(s, file=sys.stderr, flush=True))
     md = soak_markdown(res)
     if args.out:
-        path = Path(args.out)
-        text = path.read_text() if path.is_file() else '# Reliability\n\n<!-- soak -->\n'
-        start, end = '<!-- soak -->', '<!-- /soak -->'
-        head = text.split(start)[0]
-        tail = text.split(end)[1] if end in text else ''
-        path.write_text(f'{head}{start}\n{md}{end}{tail}')
+        write_section(Path(args.out), 'soak', md, '# Reliability')
     print(json.dumps(res) if args.json else md)
     return 0

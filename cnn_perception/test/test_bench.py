@@ -22,6 +22,9 @@ KEYS = [
     ('rss_mb', 'classifier_onnxruntime'),
     ('rss_mb', 'all_nodes_torch'),
     ('rss_mb', 'all_nodes_onnxruntime'),
+    ('defects', 'classifier_ms'),
+    ('defects', 'defects_ms'),
+    ('defects', 'ratio'),
 ]
 
 
@@ -52,4 +55,17 @@ def test_bench_json_has_every_figure(tmp_path):
         assert isinstance(v, float | int) and v == v, key  # a number, not NaN
     assert out['pipeline']['fps'] > 0 and out['rss_mb']['all_nodes_onnxruntime'] > 50
     assert out['torch_loaded'] == {'onnxruntime_path': False, 'torch_path': True}
-    assert '| pipeline / whole frame without ROS |' in (tmp_path / 'b.md').read_text()
+    md = (tmp_path / 'b.md').read_text()
+    assert '| pipeline / whole frame without ROS |' in md and '| defect scoring vs' in md
+    assert md.startswith('# Benchmarks') and '<!-- /bench -->' in md
+
+
+def test_bench_and_soak_keep_the_hand_written_notes(tmp_path):
+    from cnn_perception.bench import write_section
+
+    doc = tmp_path / 'b.md'
+    doc.write_text('# B\n\nintro\n\n<!-- bench -->\nold figures\n<!-- /bench -->\n\n## Notes\n')
+    write_section(doc, 'bench', 'new figures\n', '# B')
+    assert doc.read_text() == (
+        '# B\n\nintro\n\n<!-- bench -->\nnew figures\n<!-- /bench -->\n\n## Notes\n'
+    )
