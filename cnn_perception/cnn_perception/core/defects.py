@@ -513,7 +513,7 @@ def calibrate(
 BUILTIN_PREFIX = 'builtin:'
 # Bumped when the built-in models' recipe (layers, input size, coreset) changes, so a
 # model cached by an older build is fitted again instead of silently reused.
-BUILTIN_RECIPE = 2
+BUILTIN_RECIPE = 3
 
 
 def builtin_model_path(texture: str) -> Path:
@@ -549,10 +549,16 @@ def load_defect_model(name: str, log=print) -> DefectModel:
         f'fitting built-in defect model {name} on the scikit-image {texture} photograph '
         f'(once; cached in {path})'
     )
-    normal, _, _ = make_defect_images(texture, 60, seed=100, with_defects=False)
+    # 160 crops cover the photograph well and a 1.25% coreset keeps the bank (3200
+    # patches) as cheap to search as a 5% one of 40 crops; 40 validation crops give the
+    # normal fit of the calibration a steadier spread than 12 did (measured on the replay
+    # test's clean frames: highest score 0.447 instead of 0.515).
+    normal, _, _ = make_defect_images(texture, 200, seed=100, with_defects=False)
     ex = FeatureExtractor()
-    model = DefectModel(fit(normal[:48], extractor=ex, progress=False, log=log))
-    how = calibrate(DefectDetector(model, extractor=ex), normal[48:])
-    model.metrics = {'calibration': how, 'fit_images': 48, 'builtin': texture}
+    model = DefectModel(
+        fit(normal[:160], extractor=ex, coreset_ratio=0.0125, progress=False, log=log)
+    )
+    how = calibrate(DefectDetector(model, extractor=ex), normal[160:])
+    model.metrics = {'calibration': how, 'fit_images': 160, 'builtin': texture}
     model.save(path)
     return model
