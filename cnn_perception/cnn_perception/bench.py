@@ -67,7 +67,9 @@ def model_only(
     }
 
 
-def defect_cost(seconds: float = 6.0, backend: str = 'onnxruntime') -> dict:
+def defect_cost(
+    seconds: float = 6.0, backend: str = 'onnxruntime', model: str = 'builtin:brick'
+) -> dict:
     """Defect scoring vs the classifier's inference_ms, same input size and backend.
 
     Blocks of calls on one 256x256 brick crop with a painted defect. The classifier's
@@ -78,7 +80,7 @@ def defect_cost(seconds: float = 6.0, backend: str = 'onnxruntime') -> dict:
     from cnn_perception.core.defects import DefectDetector, load_defect_model
     from cnn_perception.datasets import make_defect_images
 
-    det = DefectDetector(load_defect_model('builtin:brick', log=lambda *_: None), backend)
+    det = DefectDetector(load_defect_model(model, log=lambda *_: None), backend)
     size = det.model.input_size
     clf = load_classifier('efficientnet_lite0', backend=backend, input_size=size)
     img = make_defect_images('brick', 1, seed=5)[1][0]

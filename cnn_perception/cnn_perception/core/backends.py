@@ -54,32 +54,38 @@ class TorchBackend:
             return out.float().cpu().numpy()
 
 
+def make_session(model: str | bytes, device: str = 'cpu', num_threads: int = 0):
+    """Open an ONNX Runtime session (file path or serialised model), this project's settings."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if num_threads > 0:
+        opts.intra_op_num_threads = num_threads
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # ORT's pool threads busy-wait after each run by default; on a 2-core drone
+    # computer that steals the CPU from DDS, the camera and the other nodes.
+    opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    providers = ['CPUExecutionProvider']
+    if device.startswith('cuda'):
+        have = ort.get_available_providers()
+        providers = [
+            p for p in ('TensorrtExecutionProvider', 'CUDAExecutionProvider') if p in have
+        ] + providers
+    return ort.InferenceSession(model, opts, providers=providers)
+
+
 class OnnxBackend:
     """ONNX Runtime session; providers picked from what the installed build offers."""
 
     name = 'onnxruntime'
 
     def __init__(self, path: Path, device: str = 'cpu', num_threads: int = 0):
-        import onnxruntime as ort
 
         path = Path(path)
         if not path.is_file():
             raise ModelFileError(f'{path}: no such ONNX file (create it with `export`)')
-        opts = ort.SessionOptions()
-        if num_threads > 0:
-            opts.intra_op_num_threads = num_threads
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # ORT's pool threads busy-wait after each run by default; on a 2-core drone
-        # computer that steals the CPU from DDS, the camera and the other nodes.
-        opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
-        providers = ['CPUExecutionProvider']
-        if device.startswith('cuda'):
-            have = ort.get_available_providers()
-            providers = [
-                p for p in ('TensorrtExecutionProvider', 'CUDAExecutionProvider') if p in have
-            ] + providers
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+            self.session = make_session(str(path), device, num_threads)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ModelFileError(
                 f'{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:200]}); '

