@@ -16,7 +16,10 @@ from cnn_perception.core.defects import (
     DefectDetector,
     DefectModel,
     FeatureExtractor,
+    boxes_from_map,
     greedy_coreset,
+    nearest_distance,
+    nearest_search_session,
     normalise,
 )
 from cnn_perception.errors import ModelFileError
@@ -135,6 +138,51 @@ def test_normalisation_puts_the_threshold_at_one_half():
     s = normalise(np.array([10.0, 20.0, 30.0, 1e6]), base=10.0, threshold=20.0)
     assert s[0] == 0 and s[1] == pytest.approx(0.5) and s[2] > 0.5 and s[3] < 1.0
     assert normalise(15.0, 10.0, 20.0, sensitivity=2.0) == pytest.approx(0.5)
+
+
+def test_hysteresis_boxes_span_a_faint_crack_and_hug_a_strong_stain():
+    norm = np.zeros((200, 200), np.float32)
+    norm[50, 20:120] = 0.45  # a faint line, just under the threshold ...
+    norm[50, 60:64] = 0.55  # ... which passes it only here
+    norm = cv2.GaussianBlur(norm, (0, 0), 1.5) * (0.55 / cv2.GaussianBlur(norm, (0, 0), 1.5).max())
+    yy, xx = np.mgrid[:200, :200]
+    stain = 0.9 * np.exp(-((xx - 150) ** 2 + (yy - 150) ** 2) / (2 * 12.0**2))
+    norm = np.maximum(norm, stain.astype(np.float32))
+    boxes = boxes_from_map(norm, min_area=4)
+    assert len(boxes) == 2
+    strong, faint = boxes
+    assert faint.width > 60, faint  # the whole crack, not the 4 px over the threshold
+    # the stain's box is its core, well inside where the smoothed blob exceeds 0.35
+    wide = np.nonzero(norm[150] >= 0.35)[0]
+    assert strong.width < 0.8 * (wide.max() - wide.min() + 1), strong
+    assert boxes_from_map(np.full((50, 50), 0.49, np.float32)) == []
+
+
+def test_ort_patch_search_matches_numpy():
+    rng = np.random.default_rng(1)
+    memory = rng.normal(size=(500, 40)).astype(np.float32)
+    feats = rng.normal(size=(300, 40)).astype(np.float32)
+    ref = nearest_distance(feats, memory, np.einsum('ij,ij->i', memory, memory))
+    part = nearest_search_session(memory).run(None, {'features': feats})[0]
+    got = np.sqrt(np.maximum(part + np.einsum('ij,ij->i', feats, feats), 0))
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_threshold_rises_with_the_number_of_tiles():
+    from statistics import NormalDist
+
+    model = DefectModel(
+        np.zeros((4, 40), np.float32),
+        threshold=12.5,
+        metrics={'calibration': {'val_mean': 10.0, 'val_sd': 1.0}},
+    )
+    det = DefectDetector(model)
+    assert det.threshold_for(1) == 12.5
+    a = 1 - NormalDist().cdf(2.5)
+    assert det.threshold_for(15) == pytest.approx(10.0 + NormalDist().inv_cdf(1 - a / 15))
+    assert 12.5 < det.threshold_for(4) < det.threshold_for(15)
+    model.metrics = {}  # a model without the normal fit keeps its threshold
+    assert DefectDetector(model).threshold_for(15) == 12.5
 
 
 def test_tiling_keeps_a_small_defect_in_a_large_frame(brick):
