@@ -84,6 +84,7 @@ class CameraNode(Node):
         self.next_try = 0.0
         self.ended = False
         self.sent = 0
+        self.last_sent = -1e9
         self._connect()
         self.timer = self.create_timer(1.0 / self.fps, self._tick)
 
@@ -118,6 +119,12 @@ class CameraNode(Node):
                 f'{self.wait_for} subscribers after {WAIT_LIMIT:.0f} s; starting',
             )
         self.wait_for = 0  # once started, never hold frames again
+        now = time.monotonic()
+        if now - self.last_sent < 0.25 / self.fps:
+            # A timer event queued while the executor was busy (the other nodes of the
+            # process loading their models): sending now would put two frames 1 ms
+            # apart, and latest-frame-wins downstream would drop the first of them.
+            return
         if self.source is None:
             if time.monotonic() < self.next_try or not self._connect():
                 return
@@ -146,6 +153,7 @@ class CameraNode(Node):
             info.width, info.height = msg.width, msg.height
         self.image_pub.publish(msg)
         self.info_pub.publish(info)
+        self.last_sent = now
         self.sent += 1
         self.diag.values['frames_sent'] = self.sent
 
