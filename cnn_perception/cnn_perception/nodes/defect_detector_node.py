@@ -31,8 +31,8 @@ PARAMS = [
     Param(
         'model',
         'builtin:brick',
-        'Defect model: .npz from `defects fit`, or builtin:brick|gravel|grass (fitted once '
-        'on a scikit-image texture photograph and cached)',
+        'Defect model: .npz from `defects fit`, or builtin:brick|gravel|grass|moon (fitted '
+        'once on a scikit-image surface photograph and cached)',
     ),
     Param('backend', 'onnxruntime', 'Inference backend', choices=('onnxruntime', 'torch')),
     Param('device', 'cpu', 'cpu or cuda', choices=('cpu', 'cuda')),
@@ -41,7 +41,7 @@ PARAMS = [
         'tile',
         0,
         'Score overlapping square tiles of this many pixels (0: whole frame); '
-        'keeps small defects in large frames',
+        'keeps small defects in large frames; the threshold rises with the tile count',
         0,
         4096,
     ),
