@@ -185,6 +185,17 @@ def test_threshold_rises_with_the_number_of_tiles():
     assert DefectDetector(model).threshold_for(15) == 12.5
 
 
+def test_tile_grid_covers_wide_and_tall_frames():
+    grid = DefectDetector.tile_grid
+    assert grid(720, 1280, 0) == ([0], [0], 0)  # tiling off
+    assert grid(300, 300, 256) == ([0], [0], 0)  # not much larger than a tile
+    ys, xs, side = grid(480, 1280, 480)  # one row of tiles
+    assert ys == [0] and side == 480 and len(xs) > 1 and xs[-1] + side == 1280
+    ys, xs, side = grid(720, 1280, 320)
+    assert ys[-1] + side == 720 and xs[-1] + side == 1280
+    assert all(b - a <= 0.75 * side for a, b in zip(xs, xs[1:], strict=False))  # overlap
+
+
 def test_tiling_keeps_a_small_defect_in_a_large_frame(brick):
     """The whole 512x512 wall photo at the scale the model was fitted at (256 crops).
 

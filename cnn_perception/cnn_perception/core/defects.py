@@ -321,9 +321,10 @@ class DefectDetector:
 
     def raw_map(self, rgb: np.ndarray, tile: int = 0) -> np.ndarray:
         """Raw anomaly map at the source resolution; `tile` > 0 scores overlapping tiles."""
-        h, w = rgb.shape[:2]
-        if len(self.tile_grid(h, w, tile)[0]) > 1:
+        ys, xs, _ = self.tile_grid(*rgb.shape[:2], tile)
+        if len(ys) * len(xs) > 1:
             return self._tiled(rgb, tile)
+        h, w = rgb.shape[:2]
         feats = self.extractor(rgb)
         fh, fw, d = feats.shape
         if self._gpu_memory is not None:
