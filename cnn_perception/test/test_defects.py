@@ -299,3 +299,18 @@ def test_node_publishes_every_frame_and_boxes_only_on_defects(brick, tmp_path, p
     assert by_sec[1].header.frame_id == 'wall_cam'
     det = by_sec[1].detections[0]
     assert det.hypothesis.label == 'defect' and det.bbox.size_x > 0
+
+
+def test_fit_takes_other_stages_and_rejects_unknown_ones(brick, tmp_path):
+    root = brick[0]
+    cli('defects', 'fit', '--normal', root / 'test' / 'normal', '--out', tmp_path / 'm24.npz',
+        '--layers', '4', '2')  # fmt: skip
+    model = DefectModel.load(tmp_path / 'm24.npz')
+    assert model.layers == (2, 4) and model.memory.shape[1] == 40 + 112
+    res = subprocess.run(
+        [sys.executable, '-m', 'cnn_perception', 'defects', 'fit', '--normal',
+         str(root / 'test' / 'normal'), '--out', str(tmp_path / 'x.npz'), '--layers', '9'],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert res.returncode == 2 and 'stages 0 to 6' in res.stderr and 'Traceback' not in res.stderr

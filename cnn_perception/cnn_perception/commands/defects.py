@@ -45,6 +45,15 @@ def add_parser(sub) -> None:
         default=None,
         help='short side the images are scaled to for the CNN (default 320)',
     )
+    q.add_argument(
+        '--layers',
+        type=int,
+        nargs='+',
+        default=None,
+        metavar='STAGE',
+        help='EfficientNet-Lite0 stages for the patch features (default: 2; e.g. 2 4 adds '
+        'coarser context, which suits large defects more than thin cracks)',
+    )
     q.add_argument('--backend', choices=('onnxruntime', 'torch'), default='onnxruntime')
     q.set_defaults(func=cmd_fit)
 
@@ -105,6 +114,7 @@ def cmd_fit(args) -> int:
     from cnn_perception.core.defects import (
         DEFAULT_CORESET_RATIO,
         DEFAULT_INPUT_SIZE,
+        DEFAULT_LAYERS,
         DefectDetector,
         DefectModel,
         FeatureExtractor,
@@ -122,13 +132,16 @@ def cmd_fit(args) -> int:
         val_files = [files[i] for i in sorted(order[:k])]
         fit_files = [files[i] for i in sorted(order[k:])]
     input_size = args.input_size or DEFAULT_INPUT_SIZE
-    ex = FeatureExtractor(input_size=input_size, backend=args.backend)
+    layers = tuple(sorted(set(args.layers))) if args.layers else DEFAULT_LAYERS
+    if not all(0 <= i <= 6 for i in layers):
+        raise UserError(f'--layers {args.layers}: EfficientNet-Lite0 has stages 0 to 6')
+    ex = FeatureExtractor(layers=layers, input_size=input_size, backend=args.backend)
     memory = fit(
         [read_rgb(f) for f in fit_files],
         extractor=ex,
         coreset_ratio=args.coreset_ratio or DEFAULT_CORESET_RATIO,
     )
-    model = DefectModel(memory, input_size=input_size)
+    model = DefectModel(memory, layers=layers, input_size=input_size)
     det = DefectDetector(model, extractor=ex)
     val_defect = [read_rgb(f) for f in images_in(args.val_defect)] if args.val_defect else None
     how = calibrate(det, [read_rgb(f) for f in val_files], val_defect)
