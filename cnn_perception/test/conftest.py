@@ -124,6 +124,18 @@ class Probe:
     def spin_until(self, predicate, timeout: float) -> bool:
         return spin_until(self.node, predicate, timeout, self.executor)
 
+    def publish_until(self, pub, msg, predicate, tries: int = 120, wait: float = 0.5) -> bool:
+        """Publish msg every `wait` s until predicate holds; return whether it does.
+
+        A node that is still starting drops best-effort frames, so one publish is not
+        enough; at most `tries` times.
+        """
+        for _ in range(tries):
+            pub.publish(msg)
+            if self.spin_until(predicate, wait):
+                return True
+        return predicate()
+
     def spin_for(self, seconds: float) -> None:
         spin_until(self.node, lambda: False, seconds, self.executor)
 
@@ -144,3 +156,13 @@ def probe(rclpy_context):
 def run_cli(*args: str) -> subprocess.Popen:
     """`python -m cnn_perception <args>` as its own OS process."""
     return python_process('-m', 'cnn_perception', *args)
+
+
+def cli_run(*args, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m cnn_perception <args>` to completion; output captured as text."""
+    return subprocess.run(
+        [sys.executable, '-m', 'cnn_perception', *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

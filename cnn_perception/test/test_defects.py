@@ -1,12 +1,10 @@
 """Defect detector on real texture photographs with painted defects (brick wall)."""
 
 import json
-import subprocess
-import sys
 import time
 
 from cnn_perception_msgs.msg import DetectionArray
-from conftest import run_cli, stop_process
+from conftest import cli_run, run_cli, stop_process
 import cv2
 import numpy as np
 import pytest
@@ -27,12 +25,7 @@ from cnn_perception.io.images import numpy_to_image
 
 
 def cli(*args, timeout=600):
-    res = subprocess.run(
-        [sys.executable, '-m', 'cnn_perception', *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    res = cli_run(*args, timeout=timeout)
     assert res.returncode == 0, res.stdout + res.stderr
     return res.stdout
 
@@ -236,20 +229,7 @@ def test_bad_model_files_fail_with_one_clear_line(brick, tmp_path):
         with pytest.raises(ModelFileError, match=why) as err:
             DefectModel.load(tmp_path / name)
         assert name in str(err.value) and '\n' not in str(err.value)
-    res = subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'cnn_perception',
-            'defects',
-            'score',
-            '--model',
-            str(tmp_path / 'trunc.npz'),
-            str(tmp_path / 'x.png'),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    res = cli_run('defects', 'score', '--model', tmp_path / 'trunc.npz', tmp_path / 'x.png')
     assert res.returncode == 2 and 'Traceback' not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 
@@ -286,11 +266,7 @@ def test_node_publishes_every_frame_and_boxes_only_on_defects(brick, tmp_path, p
             def seen(sec=sec):
                 return any(m.header.stamp.sec == sec for _, m in got)
 
-            for _ in range(120):
-                pub.publish(msg)
-                if probe.spin_until(seen, 0.5):
-                    break
-            assert seen(), f'no DetectionArray for frame {sec}'
+            assert probe.publish_until(pub, msg, seen), f'no DetectionArray for frame {sec}'
     finally:
         log = stop_process(proc)
     by_sec = {m.header.stamp.sec: m for _, m in got}
@@ -307,10 +283,6 @@ def test_fit_takes_other_stages_and_rejects_unknown_ones(brick, tmp_path):
         '--layers', '4', '2')  # fmt: skip
     model = DefectModel.load(tmp_path / 'm24.npz')
     assert model.layers == (2, 4) and model.memory.shape[1] == 40 + 112
-    res = subprocess.run(
-        [sys.executable, '-m', 'cnn_perception', 'defects', 'fit', '--normal',
-         str(root / 'test' / 'normal'), '--out', str(tmp_path / 'x.npz'), '--layers', '9'],
-        capture_output=True,
-        text=True,
-    )  # fmt: skip
+    res = cli_run('defects', 'fit', '--normal', root / 'test' / 'normal', '--out',
+                  tmp_path / 'x.npz', '--layers', '9')  # fmt: skip
     assert res.returncode == 2 and 'stages 0 to 6' in res.stderr and 'Traceback' not in res.stderr

@@ -6,7 +6,7 @@ import time
 
 from builtin_interfaces.msg import Time
 from cnn_perception_msgs.msg import Classification, DetectionArray
-from conftest import python_process, run_cli, stop_process, wait_for_line
+from conftest import cli_run, python_process, run_cli, stop_process, wait_for_line
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from hypothesis import HealthCheck, given, settings
@@ -272,12 +272,7 @@ def test_wrong_parameter_types_are_rejected_and_the_old_value_kept(nodes, probe)
 
 
 def one_line_error(*args, timeout=120):
-    res = subprocess.run(
-        [sys.executable, '-m', 'cnn_perception', *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    res = cli_run(*args, timeout=timeout)
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     return res.returncode, lines, res.stdout + res.stderr
 

@@ -18,6 +18,7 @@ needed to use it.
 """
 
 from dataclasses import asdict, dataclass, field
+import functools
 import json
 from pathlib import Path
 import time
@@ -170,8 +171,13 @@ def nearest_distance(
         d += mem_sq[None, s : s + chunk]
         part = d.min(axis=1)
         best = part if best is None else np.minimum(best, part)
-    best += np.einsum('ij,ij->i', feats, feats)
-    return np.sqrt(np.maximum(best, 0.0))
+    return _add_feature_norms(best, feats)
+
+
+def _add_feature_norms(partial: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    """sqrt(|f|^2 + min_j (|m_j|^2 - 2 f.m_j)): the distance from the partial minimum."""
+    partial = partial + np.einsum('ij,ij->i', feats, feats)
+    return np.sqrt(np.maximum(partial, 0.0))
 
 
 def nearest_search_session(memory: np.ndarray, num_threads: int = 0):
@@ -304,20 +310,35 @@ class DefectDetector:
             num_threads,
         )
         self.memory = np.ascontiguousarray(model.memory, np.float32)
-        self.mem_sq = np.einsum('ij,ij->i', self.memory, self.memory)
-        self.neg2_memory_t = np.ascontiguousarray(-2.0 * self.memory.T, np.float32)
-        self._gpu_memory = None
-        self._ort_search = None
-        ex_backend = getattr(self.extractor, 'backend', None)
-        if getattr(ex_backend, 'name', '') == 'onnxruntime':
-            self._ort_search = nearest_search_session(self.memory, num_threads)
-        if getattr(ex_backend, 'name', '') == 'torch' and ex_backend.device.startswith('cuda'):
-            # Where the features come from a GPU, search the memory bank there too:
-            # measured on an H100 (docs/benchmarks.md), 0.26 ms instead of 6.3 ms in numpy
-            # for 1600 patches x 3840 bank entries, most of the scoring time.
+        self._nearest = self._nearest_search(num_threads)
+        self._thresholds: dict[int, float] = {}
+
+    def _nearest_search(self, num_threads: int):
+        """Nearest-patch distances where the features are, chosen once at start-up.
+
+        ONNX Runtime features: a small ONNX graph with the bank built in (6.1 vs 9.7 ms in
+        numpy here); CUDA features: `torch.cdist` on the GPU (0.26 vs 6.3 ms on an H100,
+        docs/benchmarks.md); otherwise numpy.
+        """
+        backend = getattr(self.extractor, 'backend', None)
+        name = getattr(backend, 'name', '')
+        if name == 'onnxruntime':
+            session = nearest_search_session(self.memory, num_threads)
+            return lambda f: _add_feature_norms(session.run(None, {'features': f})[0], f)
+        if name == 'torch' and backend.device.startswith('cuda'):
             import torch
 
-            self._gpu_memory = torch.from_numpy(self.memory).to(ex_backend.device)
+            bank = torch.from_numpy(self.memory).to(backend.device)
+
+            def on_gpu(f: np.ndarray) -> np.ndarray:
+                with torch.inference_mode():
+                    t = torch.from_numpy(np.ascontiguousarray(f)).to(bank.device)
+                    return torch.cdist(t, bank).amin(dim=1).cpu().numpy().astype(np.float32)
+
+            return on_gpu
+        sq = np.einsum('ij,ij->i', self.memory, self.memory)
+        neg2_t = np.ascontiguousarray(-2.0 * self.memory.T, np.float32)
+        return lambda f: nearest_distance(f, self.memory, sq, neg2_memory_t=neg2_t)
 
     def raw_map(self, rgb: np.ndarray, tile: int = 0) -> np.ndarray:
         """Raw anomaly map at the source resolution; `tile` > 0 scores overlapping tiles."""
@@ -327,17 +348,7 @@ class DefectDetector:
         h, w = rgb.shape[:2]
         feats = self.extractor(rgb)
         fh, fw, d = feats.shape
-        if self._gpu_memory is not None:
-            patch = self._nearest_on_gpu(feats.reshape(-1, d))
-        elif self._ort_search is not None:
-            f = feats.reshape(-1, d)
-            part = self._ort_search.run(None, {'features': f})[0]
-            patch = np.sqrt(np.maximum(part + np.einsum('ij,ij->i', f, f), 0.0))
-        else:
-            patch = nearest_distance(
-                feats.reshape(-1, d), self.memory, self.mem_sq, neg2_memory_t=self.neg2_memory_t
-            )
-        grid = patch.reshape(fh, fw)
+        grid = self._nearest(feats.reshape(-1, d)).reshape(fh, fw)
         # sigma is in network-input pixels; convert to source pixels
         sigma = self.model.sigma * min(h, w) / self.model.input_size
         # Feature cell u of a stride-s CNN is centred on input pixel s*u (convolutions
@@ -348,14 +359,6 @@ class DefectDetector:
             grid, affine, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
         return cv2.GaussianBlur(up, (0, 0), sigmaX=max(sigma, 0.5))
-
-    def _nearest_on_gpu(self, feats: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            f = torch.from_numpy(np.ascontiguousarray(feats)).to(self._gpu_memory.device)
-            d = torch.cdist(f, self._gpu_memory).amin(dim=1)
-            return d.cpu().numpy().astype(np.float32)
 
     @staticmethod
     def tile_grid(h: int, w: int, tile: int) -> tuple[list[int], list[int], int]:
@@ -382,8 +385,7 @@ class DefectDetector:
         ys, xs, tile = self.tile_grid(h, w, tile)
         out = np.zeros((h, w), np.float32)
         best = np.full((h, w), np.inf, np.float32)
-        ramp = np.abs(np.arange(tile, dtype=np.float32) - (tile - 1) / 2)
-        dist = np.maximum(ramp[:, None], ramp[None, :])  # Chebyshev distance to the centre
+        dist = _centre_distance(tile)
         for y in ys:
             for x in xs:
                 m = self.raw_map(rgb[y : y + tile, x : x + tile])
@@ -401,17 +403,20 @@ class DefectDetector:
         validation scores stored by `calibrate`, the threshold moves to the point where
         the fit leaves a / n (Bonferroni; the tiles overlap, so this errs on the safe side).
         """
-        m = self.model
-        cal = m.metrics.get('calibration', {}) if m.metrics else {}
-        mean, sd = cal.get('val_mean'), cal.get('val_sd')
-        if tiles <= 1 or not mean or not sd:
-            return m.threshold
-        from statistics import NormalDist
+        if tiles not in self._thresholds:  # frame sizes rarely change: once per size
+            m = self.model
+            cal = m.metrics.get('calibration', {}) if m.metrics else {}
+            mean, sd = cal.get('val_mean'), cal.get('val_sd')
+            threshold = m.threshold
+            if tiles > 1 and mean and sd:
+                from statistics import NormalDist
 
-        nd = NormalDist()
-        a = 1.0 - nd.cdf((m.threshold - mean) / sd)
-        z = nd.inv_cdf(max(1.0 - a / tiles, 1e-12))
-        return max(m.threshold, mean + z * sd)
+                nd = NormalDist()
+                a = 1.0 - nd.cdf((m.threshold - mean) / sd)
+                z = nd.inv_cdf(max(1.0 - a / tiles, 1e-12))
+                threshold = max(m.threshold, mean + z * sd)
+            self._thresholds[tiles] = threshold
+        return self._thresholds[tiles]
 
     def detect(
         self, rgb: np.ndarray, sensitivity: float = 1.0, min_area: int = 16, tile: int = 0
@@ -425,6 +430,15 @@ class DefectDetector:
         score = float(norm.max())
         boxes = boxes_from_map(norm, min_area)
         return DefectResult(score, score >= 0.5, boxes, norm, float(raw.max()), ms)
+
+
+@functools.lru_cache(maxsize=4)
+def _centre_distance(tile: int) -> np.ndarray:
+    """Chebyshev distance of each pixel of a tile to its centre (read-only, shared)."""
+    ramp = np.abs(np.arange(tile, dtype=np.float32) - (tile - 1) / 2)
+    dist = np.maximum(ramp[:, None], ramp[None, :])
+    dist.flags.writeable = False
+    return dist
 
 
 def boxes_from_map(
