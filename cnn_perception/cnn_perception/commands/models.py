@@ -34,7 +34,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser('explain', help='the CNN layer by layer: F, S, P, sizes, RF, params, MACs')
     p.add_argument('--model', default=DEFAULT_MODEL)
     p.add_argument('--weights', default=None)
-    p.add_argument('--input-size', type=int, default=224)
+    p.add_argument(
+        '--input-size', type=int, default=None, help="pixels (default: the model's own)"
+    )
     p.add_argument('--json', action='store_true')
     p.set_defaults(func=cmd_explain)
 
@@ -134,7 +136,7 @@ def cmd_explain(args) -> int:
     from cnn_perception.core.models import get_model
 
     net, info = get_model(args.model, weights=args.weights)
-    report = explain_model(net, args.input_size)
+    report = explain_model(net, args.input_size or info.preprocess.crop)
     report['model'] = info.name
     if args.json:
         print(json.dumps(report))

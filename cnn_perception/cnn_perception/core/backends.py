@@ -126,7 +126,11 @@ def cache_dir_for(weights: Path) -> Path:
 
 
 def onnx_cache_path(info, input_size: int, tag: str = '') -> Path:
-    """Cache file for an export of `info`'s weights; `tag` names a sub-network."""
+    """Cache file for an export of `info`'s weights; `tag` names a sub-network.
+
+    The one place the name is made: `<weights stem>.<arch>[.<tag>].<size>.<sha12>.onnx`,
+    next to the weights, so a change of weights re-exports.
+    """
     weights = Path(info.weights_path)
     part = f'.{tag}' if tag else ''
     return cache_dir_for(weights) / (
@@ -134,19 +138,18 @@ def onnx_cache_path(info, input_size: int, tag: str = '') -> Path:
     )
 
 
-def registry_onnx_path(model_name: str, input_size: int, tag: str) -> Path | None:
+def registry_onnx_path(model_name: str, input_size: int, tag: str = '') -> Path | None:
     """Where the export of a registry model's shipped weights lives, found without torch.
 
-    This is how the torch-free (Pi) path finds sub-networks (patch features, feature
-    maps) exported earlier; None for models without shipped weights.
+    This is how the torch-free (Pi) path finds the classifier and the sub-networks (patch
+    features, feature maps) exported earlier; None for models without shipped weights.
     """
-    if model_name != 'efficientnet_lite0':
-        return None
-    from cnn_perception.core.models import _lite0_weights
+    from cnn_perception.core.models import ModelInfo, model_entry
 
-    w = _lite0_weights()
-    part = f'.{tag}' if tag else ''
-    return cache_dir_for(w) / f'{w.stem}.{model_name}{part}.{input_size}.{file_hash(w)}.onnx'
+    weights = model_entry(model_name).weights()
+    if weights is None:
+        return None
+    return onnx_cache_path(ModelInfo(model_name, model_name, [], None, weights), input_size, tag)
 
 
 def export_onnx(

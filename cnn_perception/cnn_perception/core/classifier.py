@@ -99,12 +99,13 @@ def load_classifier(
 
     if backend == 'onnxruntime' and not weights:
         from cnn_perception.core.backends import registry_onnx_path
-        from cnn_perception.core.models import _REGISTRY
+        from cnn_perception.core.models import is_registered, model_entry
 
         # Shipped weights exported before (by `export`, or any earlier run): load the
         # cached file without importing torch -- the Pi path after one export.
-        if model in _REGISTRY:
-            cached = registry_onnx_path(model, input_size or _REGISTRY[model].preprocess.crop, '')
+        if is_registered(model):
+            size = input_size or model_entry(model).preprocess.crop
+            cached = registry_onnx_path(model, size)
             if cached is not None and cached.is_file():
                 onnx = OnnxBackend(cached, device=device, num_threads=num_threads)
                 return Classifier(onnx, info_from_onnx(onnx))

@@ -18,9 +18,6 @@ import numpy as np
 from cnn_perception.core.models import DEFAULT_MODEL
 from cnn_perception.errors import UserError
 
-# First layer, then ever higher-level stages, for EfficientNet-Lite0 (timm names).
-DEFAULT_LAYERS = {'efficientnet_lite0': ('conv_stem', 'blocks.1', 'blocks.3', 'blocks.5')}
-CAM_LAYER = {'efficientnet_lite0': 'bn2'}  # last conv feature map (1280 x 7 x 7)
 COLORMAPS = {
     'viridis': cv2.COLORMAP_VIRIDIS,
     'magma': cv2.COLORMAP_MAGMA,
@@ -101,17 +98,18 @@ class FeatureMapModel:
         num_threads: int = 0,
         cam_layer: str | None = None,
     ):
-        from cnn_perception.core.models import LITE_PREPROCESS
+        from cnn_perception.core.models import model_entry
 
-        if model_name not in DEFAULT_LAYERS and not layers:
+        entry = model_entry(model_name)
+        if not entry.feature_layers and not layers:
             raise UserError(f'{model_name}: give --layers (see `features --list-layers`)')
-        self.layers = list(layers or DEFAULT_LAYERS[model_name])
-        self.cam_layer = cam_layer or CAM_LAYER.get(model_name, self.layers[-1])
+        self.layers = list(layers or entry.feature_layers)
+        self.cam_layer = cam_layer or entry.cam_layer or self.layers[-1]
         self.outputs = list(dict.fromkeys(self.layers + [self.cam_layer]))
         self.backend_name = backend
         self.model_name = model_name
         self.torch_net = None
-        self.preprocess = LITE_PREPROCESS
+        self.preprocess = entry.preprocess
         self.labels: list[str] = []
         if backend == 'onnxruntime':
             self._init_onnx(model_name, device, num_threads)

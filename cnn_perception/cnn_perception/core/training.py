@@ -46,19 +46,12 @@ class TrainResult:
 
 def replace_head(model, arch: str, num_classes: int):
     """Swap the final layer for a fresh one with `num_classes` outputs; return it."""
-    from torch import nn
+    from cnn_perception.core.models import model_entry
 
-    if arch == 'efficientnet_lite0':
-        model.reset_classifier(num_classes)
-        return model.get_classifier()
-    if arch.startswith('mobilenet_v3') or arch == 'alexnet':
-        old = model.classifier[-1]
-        model.classifier[-1] = nn.Linear(old.in_features, num_classes)
-        return model.classifier[-1]
-    if arch == 'resnet18':
-        model.fc = nn.Linear(model.fc.in_features, num_classes)
-        return model.fc
-    raise UserError(f'no head replacement known for {arch}')
+    swap = model_entry(arch).replace_head
+    if swap is None:
+        raise UserError(f'no head replacement known for {arch}')
+    return swap(model, num_classes)
 
 
 def _split(targets: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
