@@ -121,7 +121,7 @@ def defects(dev: str) -> dict:
         calibrate,
         fit,
     )
-    from cnn_perception.datasets import make_defect_images
+    from cnn_perception.tools.datasets import make_defect_images
 
     fit_normal, _, _ = make_defect_images('brick', 100, seed=1, with_defects=False)
     test_normal, test_defect, masks = make_defect_images('brick', 40, seed=2)

@@ -61,7 +61,7 @@ def test_bench_json_has_every_figure(tmp_path):
 
 
 def test_bench_and_soak_keep_the_hand_written_notes(tmp_path):
-    from cnn_perception.bench import write_section
+    from cnn_perception.tools.bench_report import write_section
 
     doc = tmp_path / 'b.md'
     doc.write_text('# B\n\nintro\n\n<!-- bench -->\nold figures\n<!-- /bench -->\n\n## Notes\n')

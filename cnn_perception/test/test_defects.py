@@ -195,7 +195,7 @@ def test_tiling_keeps_a_small_defect_in_a_large_frame(brick):
     Without tiling the frame is shrunk to 256 px: bricks and defect halve in size and the
     whole frame looks anomalous; 256 px tiles keep the scale and find the defect.
     """
-    from cnn_perception.datasets import paint_defect, texture
+    from cnn_perception.tools.datasets import paint_defect, texture
 
     root = brick[0]
     det = DefectDetector(DefectModel.load(root / 'm.npz'))

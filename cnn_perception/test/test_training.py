@@ -13,8 +13,8 @@ import cv2
 import pytest
 from rclpy.qos import qos_profile_sensor_data
 
-from cnn_perception.datasets import TEXTURES, make_texture_classes
 from cnn_perception.io.images import numpy_to_image
+from cnn_perception.tools.datasets import TEXTURES, make_texture_classes
 
 
 @pytest.fixture(scope='module')

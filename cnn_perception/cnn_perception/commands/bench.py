@@ -15,6 +15,16 @@ def add_parser(sub) -> None:
     p.add_argument('--size', type=int, default=224)
     p.add_argument('--duration', type=float, default=10.0, help='seconds per measurement')
     p.add_argument('--no-growth', action='store_true', help='skip the size sweeps')
+    p.add_argument(
+        '--zoo',
+        action='store_true',
+        help='only the shipped classifiers side by side (accuracy, speed): the zoo section',
+    )
+    p.add_argument(
+        '--transport',
+        action='store_true',
+        help='only compressed vs raw images (bytes, encode/decode cost): the transport section',
+    )
     p.add_argument('--json', action='store_true')
     p.add_argument('--out', type=Path, default=None, help='markdown report to write')
     p.set_defaults(func=_bench)
@@ -32,12 +42,31 @@ def add_parser(sub) -> None:
 
 
 def _bench(args) -> int:
-    from cnn_perception.bench import main_bench
+    if args.zoo or args.transport:
+        return _section(args, 'zoo' if args.zoo else 'transport')
+    from cnn_perception.tools.bench import main_bench
 
     return main_bench(args)
 
 
+def _section(args, tag: str) -> int:
+    """One measured section of docs/benchmarks.md (`<!-- zoo -->`, `<!-- transport -->`)."""
+    import importlib
+    import json
+    import sys
+
+    from cnn_perception.tools.bench_report import write_section
+
+    module = importlib.import_module(f'cnn_perception.tools.{tag}')
+    res = getattr(module, tag)(log=lambda s: print(s, file=sys.stderr, flush=True))
+    md = getattr(module, f'{tag}_markdown')(res)
+    if args.out:
+        write_section(Path(args.out), tag, md, '# Benchmarks')
+    print(json.dumps(res) if args.json else md)
+    return 0
+
+
 def _soak(args) -> int:
-    from cnn_perception.bench import main_soak
+    from cnn_perception.tools.soak import main_soak
 
     return main_soak(args)

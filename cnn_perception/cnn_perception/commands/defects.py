@@ -100,7 +100,7 @@ def images_in(folder: Path) -> list[Path]:
 
 
 def cmd_make_dataset(args) -> int:
-    from cnn_perception.datasets import make_defect_dataset
+    from cnn_perception.tools.datasets import make_defect_dataset
 
     out = make_defect_dataset(args.out, args.texture, args.count, args.size, args.seed)
     print(f'wrote {args.count} normal and {args.count} defect images (+ masks) to {out}')

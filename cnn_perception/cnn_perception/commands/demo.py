@@ -13,18 +13,21 @@ import time
 
 import yaml
 
+from cnn_perception import contract as c
+from cnn_perception.contract import stamp_ns
 from cnn_perception.errors import UserError
 
-NS = '/cnn_perception'
+NS = c.NAMESPACE
+# What the demo records and summarises: relative topic -> which node publishes it.
 TOPICS = {
-    'camera/image_raw': 'camera',
-    'classifier/classification': 'classifier',
-    'classifier/labels': 'classifier',
-    'classifier/overlay': 'classifier',
-    'defects/detections': 'defect detector',
-    'defects/heatmap': 'defect detector',
-    'feature_maps/mosaic': 'feature maps',
-    'feature_maps/cam': 'feature maps',
+    c.CAMERA_IMAGE.name: 'camera',
+    c.CLASSIFICATION.name: 'classifier',
+    c.LABELS.name: 'classifier',
+    c.CLASSIFIER_OVERLAY.name: 'classifier',
+    c.DETECTIONS.name: 'defect detector',
+    c.HEATMAP.name: 'defect detector',
+    c.MOSAIC.name: 'feature maps',
+    c.CAM.name: 'feature maps',
 }
 
 
@@ -45,7 +48,7 @@ def add_parser(sub) -> None:
 
 def cmd_demo(args) -> int:
     from cnn_perception import platforms
-    from cnn_perception.flight import SEQUENCE, TOPIC, make_flight_bag
+    from cnn_perception.tools.flight import SEQUENCE, TOPIC, make_flight_bag
 
     t_start = time.monotonic()
     out = args.out
@@ -115,12 +118,12 @@ def _wait_for_results(frames: int, timeout: float, pipe) -> None:
     n = {'c': 0, 'd': 0}
     node.create_subscription(
         Classification,
-        f'{NS}/classifier/classification',
+        c.CLASSIFICATION.full(),
         lambda m: n.__setitem__('c', n['c'] + 1),
         10,
     )
     node.create_subscription(
-        DetectionArray, f'{NS}/defects/detections', lambda m: n.__setitem__('d', n['d'] + 1), 10
+        DetectionArray, c.DETECTIONS.full(), lambda m: n.__setitem__('d', n['d'] + 1), 10
     )
     ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
@@ -151,7 +154,7 @@ def summarise(bag: Path, out: Path, seconds: float) -> str:
     from rclpy.serialization import deserialize_message
     from rosbags.rosbag2 import Reader
 
-    from cnn_perception.bagtools import message_class
+    from cnn_perception.contract import message_class
 
     msgs: dict[str, list] = {}
     with Reader(bag) as reader:
@@ -160,12 +163,12 @@ def summarise(bag: Path, out: Path, seconds: float) -> str:
             msgs.setdefault(conn.topic[len(NS) + 1 :], []).append((t, m))
 
     def stamp(m) -> int:
-        return m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+        return stamp_ns(m.header)
 
     rows = []
     for topic, node in TOPICS.items():
         items = msgs.get(topic, [])
-        if topic == 'classifier/labels' or not items:
+        if topic == c.LABELS.name or not items:
             rows.append((node, topic, len(items), '', '', ''))
             continue
         st = sorted(stamp(m) for _, m in items)
@@ -182,10 +185,10 @@ def summarise(bag: Path, out: Path, seconds: float) -> str:
             )
         )
     classes: dict[str, int] = {}
-    for _, m in msgs.get('classifier/classification', []):
+    for _, m in msgs.get(c.CLASSIFICATION.name, []):
         if m.results:
             classes[m.results[0].label] = classes.get(m.results[0].label, 0) + 1
-    dets = msgs.get('defects/detections', [])
+    dets = msgs.get(c.DETECTIONS.name, [])
     flagged = [m for _, m in dets if m.detections]
     md = [
         '# cnn_perception demo',
@@ -223,7 +226,7 @@ def _contact_sheet(msgs: dict, path: Path) -> None:
     from cnn_perception.io.images import to_rgb8
 
     def stamp(m) -> int:
-        return m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+        return stamp_ns(m.header)
 
     def nearest(topic: str, s: int):
         items = msgs.get(topic, [])
@@ -246,12 +249,10 @@ def _contact_sheet(msgs: dict, path: Path) -> None:
         )
         return canvas
 
-    dets = {stamp(m): m for _, m in msgs.get('defects/detections', [])}
-    sizes = {stamp(m): m.width * m.height for _, m in msgs.get('camera/image_raw', [])}
+    dets = {stamp(m): m for _, m in msgs.get(c.DETECTIONS.name, [])}
+    sizes = {stamp(m): m.width * m.height for _, m in msgs.get(c.CAMERA_IMAGE.name, [])}
     tops = {
-        stamp(m): m.results[0].score
-        for _, m in msgs.get('classifier/classification', [])
-        if m.results
+        stamp(m): m.results[0].score for _, m in msgs.get(c.CLASSIFICATION.name, []) if m.results
     }
     # Two confident classifications and two localised defects (a box much smaller than
     # the frame); a photo of a cat is "anomalous" everywhere to a brick-wall model.
@@ -261,9 +262,7 @@ def _contact_sheet(msgs: dict, path: Path) -> None:
         if any(d.bbox.size_x * d.bbox.size_y < 0.25 * sizes.get(s, 1 << 30) for d in m.detections)
     ]
     labels = {
-        stamp(m): m.results[0].label
-        for _, m in msgs.get('classifier/classification', [])
-        if m.results
+        stamp(m): m.results[0].label for _, m in msgs.get(c.CLASSIFICATION.name, []) if m.results
     }
     confident, seen = [], set()
     for s in sorted((s for s in tops if s not in local), key=lambda s: -tops[s]):
@@ -276,10 +275,10 @@ def _contact_sheet(msgs: dict, path: Path) -> None:
         rows.append(
             np.concatenate(
                 [
-                    tile(nearest('classifier/overlay', s), title='classifier overlay'),
-                    tile(nearest('defects/heatmap', s), title='defect heatmap + boxes'),
-                    tile(nearest('feature_maps/mosaic', s), title='feature maps (layer by layer)'),
-                    tile(nearest('feature_maps/cam', s), title='where the CNN looks (CAM)'),
+                    tile(nearest(c.CLASSIFIER_OVERLAY.name, s), title='classifier overlay'),
+                    tile(nearest(c.HEATMAP.name, s), title='defect heatmap + boxes'),
+                    tile(nearest(c.MOSAIC.name, s), title='feature maps (layer by layer)'),
+                    tile(nearest(c.CAM.name, s), title='where the CNN looks (CAM)'),
                 ],
                 1,
             )

@@ -15,9 +15,7 @@ Absolute times on a shared 2-core machine are noise; ratios are not.
 
 import contextlib
 import json
-import os
 from pathlib import Path
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,10 +24,11 @@ import time
 
 import numpy as np
 
-NS = '/cnn_perception'
+from cnn_perception import contract
+from cnn_perception.tools.bench_report import machine_info, markdown, write_section
 
 
-def _percentile(values, q) -> float:
+def percentile(values, q) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float('nan')
 
 
@@ -59,10 +58,10 @@ def model_only(
     frame = timed(clf.predict, rgb, seconds / 2)
     return {
         'fps': 1000.0 / statistics.mean(net),
-        'p50_ms': _percentile(net, 50),
-        'p99_ms': _percentile(net, 99),
+        'p50_ms': percentile(net, 50),
+        'p99_ms': percentile(net, 99),
         'frame_fps': 1000.0 / statistics.mean(frame),
-        'frame_p50_ms': _percentile(frame, 50),
+        'frame_p50_ms': percentile(frame, 50),
         'runs': len(net) + len(frame),
     }
 
@@ -78,7 +77,7 @@ def defect_cost(
     """
     from cnn_perception.core.classifier import load_classifier
     from cnn_perception.core.defects import DefectDetector, load_defect_model
-    from cnn_perception.datasets import make_defect_images
+    from cnn_perception.tools.datasets import make_defect_images
 
     det = DefectDetector(load_defect_model(model, log=lambda *_: None), backend)
     size = det.model.input_size
@@ -108,7 +107,7 @@ def defect_cost(
     }
 
 
-def _params_file(
+def params_file_for(
     tmp: Path, backend: str, fps: float, width: int, height: int, onnx_only: bool
 ) -> Path:
     import yaml
@@ -130,7 +129,7 @@ def _params_file(
 
 
 @contextlib.contextmanager
-def _pipeline_and_probe(params_file: Path, run_seconds: float, nodes: str | None = None):
+def pipeline_and_probe(params_file: Path, run_seconds: float, nodes: str | None = None):
     """`run` in its own OS process, a probe node here counting its classifications.
 
     Yields (process, probe node, executor, results) where results collects
@@ -159,8 +158,8 @@ def _pipeline_and_probe(params_file: Path, run_seconds: float, nodes: str | None
     got: list[tuple[float, int]] = []
     node.create_subscription(
         Classification,
-        f'{NS}/classifier/classification',
-        lambda m: got.append((time.time(), m.header.stamp.sec * 10**9 + m.header.stamp.nanosec)),
+        contract.CLASSIFICATION.full(),
+        lambda m: got.append((time.time(), contract.stamp_ns(m.header))),
         10,
     )
     ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
@@ -191,19 +190,14 @@ def pipeline_run(
     from sensor_msgs.msg import Image
 
     with tempfile.TemporaryDirectory() as tmp:
-        pfile = _params_file(
+        pfile = params_file_for(
             Path(tmp), backend, camera_fps, width, height, backend == 'onnxruntime'
         )
-        with _pipeline_and_probe(pfile, seconds + 90, nodes) as (proc, node, ex, got):
+        with pipeline_and_probe(pfile, seconds + 90, nodes) as (proc, node, ex, got):
             if watch_images:  # make the image-producing nodes do their work
-                for t in (
-                    'classifier/overlay',
-                    'defects/heatmap',
-                    'feature_maps/mosaic',
-                    'feature_maps/cam',
-                ):
+                for t in contract.OUTPUT_IMAGES:
                     node.create_subscription(
-                        Image, f'{NS}/{t}', lambda m: None, qos_profile_sensor_data
+                        Image, t.full(), lambda m: None, qos_profile_sensor_data
                     )
             deadline = time.monotonic() + 120
             while not got and time.monotonic() < deadline and proc.poll() is None:
@@ -233,10 +227,10 @@ def pipeline_run(
     return {
         'fps': len(window) / elapsed if elapsed > 0 else 0.0,
         'latency_ms': {
-            'p50': _percentile(lat, 50),
-            'p99': _percentile(lat, 99),
-            'p99_first_half': _percentile(lat[:half], 99),
-            'p99_second_half': _percentile(lat[half:], 99),
+            'p50': percentile(lat, 50),
+            'p99': percentile(lat, 99),
+            'p99_first_half': percentile(lat[:half], 99),
+            'p99_second_half': percentile(lat[half:], 99),
         },
         'rss_mb': hwm,
         'torch_loaded': 'torch loaded' in log,
@@ -275,7 +269,7 @@ def run_bench(
     fm.FeatureMapModel()
 
     res: dict = {
-        'machine': _machine(),
+        'machine': machine_info(),
         'model': {},
         'settings': {
             'model': model,
@@ -343,109 +337,6 @@ def run_bench(
     return res
 
 
-def _machine() -> dict:
-    import onnxruntime
-
-    return {
-        'cpu': platform.processor() or platform.machine(),
-        'cores': os.cpu_count(),
-        'python': platform.python_version(),
-        'onnxruntime': onnxruntime.__version__,
-        'date': time.strftime('%Y-%m-%d'),
-    }
-
-
-def markdown(res: dict) -> str:
-    m, p, a, r = res['model'], res['pipeline'], res['all_nodes'], res['rss_mb']
-    t = m.get('torch', {})
-    o = m['onnxruntime']
-    mc = res['machine']
-    nan = float('nan')
-
-    def ok(cond) -> str:
-        return 'met' if cond else '**not met**'
-
-    lines = [
-        f'Machine: {mc["cores"]} cores ({mc["cpu"]}), Python {mc["python"]}, ONNX Runtime '
-        f'{mc["onnxruntime"]}, {mc["date"]}. Model {res["settings"]["model"]} at '
-        f'{res["settings"]["size"]}x{res["settings"]["size"]}, {res["settings"]["seconds"]:.0f} s '
-        'per measurement. All figures from one run of `python -m cnn_perception bench`.',
-        '',
-        '| measurement | value | target | |',
-        '|---|---|---|---|',
-        f'| model alone, torch eager (network call) | {t.get("fps", nan):.1f} fps, p50 '
-        f'{t.get("p50_ms", nan):.1f} ms, p99 {t.get("p99_ms", nan):.1f} ms | | |',
-        f'| model alone, ONNX Runtime (network call) | {o["fps"]:.1f} fps, p50 '
-        f'{o["p50_ms"]:.1f} ms, p99 {o["p99_ms"]:.1f} ms | | |',
-        f'| ONNX Runtime / torch throughput | {m["onnxruntime_vs_torch"] or 0:.2f}x | >= 3x | '
-        f'{ok((m["onnxruntime_vs_torch"] or 0) >= 3)} |',
-        f'| a whole 640x480 frame without ROS, ONNX Runtime (preprocess + network + top-k) | '
-        f'{o["frame_fps"]:.1f} fps, p50 {o["frame_p50_ms"]:.1f} ms | | |',
-        f'| pipeline (camera {p["camera_fps"]:.0f} fps -> classifier -> probe process) | '
-        f'{p["fps"]:.1f} results/s | | |',
-        f'| pipeline / whole frame without ROS | {p["ratio"]:.2f} | >= 0.85 | '
-        f'{ok(p["ratio"] >= 0.85)} |',
-        f'| pipeline / network call alone | {p["fps"] / o["fps"]:.2f} | (stricter reading) | |',
-        f'| end-to-end latency under overload | p50 {p["latency_ms"]["p50"]:.1f} ms, p99 '
-        f'{p["latency_ms"]["p99"]:.1f} ms | p99 <= 3 x frame p50 = {3 * o["frame_p50_ms"]:.1f} '
-        f'ms (3 x network p50 = {3 * o["p50_ms"]:.1f} ms) | '
-        f'{ok(p["latency_ms"]["p99"] <= 3 * o["frame_p50_ms"])} |',
-        f'| latency p99, first half / second half of the run | '
-        f'{p["latency_ms"]["p99_first_half"]:.1f} / {p["latency_ms"]["p99_second_half"]:.1f} ms'
-        ' | constant (no backlog) | |',
-        f'| classifier with all four nodes running | {a["classifier_fps"]:.1f} results/s, '
-        f'{a["ratio_to_solo"]:.2f} x solo | >= 0.5 x solo | {ok(a["ratio_to_solo"] >= 0.5)} |',
-        f'| peak RSS, classifier alone: torch / ONNX-only | {r["classifier_torch"]:.0f} / '
-        f'{r["classifier_onnxruntime"]:.0f} MB | | |',
-        f'| peak RSS, all four nodes: torch / ONNX-only | {r["all_nodes_torch"]:.0f} / '
-        f'{r["all_nodes_onnxruntime"]:.0f} MB | ONNX-only <= 600 MB | '
-        f'{ok(r["all_nodes_onnxruntime"] <= 600)} |',
-        f'| torch imported on the ONNX Runtime path | '
-        f'{"yes" if res["torch_loaded"]["onnxruntime_path"] else "no"} | no | '
-        f'{ok(not res["torch_loaded"]["onnxruntime_path"])} |',
-    ]
-    if 'defects' in res:
-        d = res['defects']
-        lines.append(
-            f'| defect scoring vs classifier inference_ms, both at {d["input_size"]} px, '
-            f'{d["backend"]} | {d["defects_ms"]:.1f} vs {d["classifier_ms"]:.1f} ms = '
-            f'{d["ratio"]:.2f}x | <= 2.5x | {ok(d["ratio"] <= 2.5)} |'
-        )
-    if 'growth' in res:
-        lines += [
-            '',
-            '### How cost grows',
-            '',
-            '| setting | throughput | latency |',
-            '|---|---|---|',
-        ]
-        for s, v in res['growth']['input_size'].items():
-            lines.append(
-                f'| model alone, input {s}x{s} | {v["fps"]:.1f} fps | p50 {v["p50_ms"]:.1f} ms |'
-            )
-        for s, v in res['growth']['camera'].items():
-            lines.append(
-                f'| pipeline, camera {s} | {v["fps"]:.1f} results/s | p50 '
-                f'{v["latency_ms"]["p50"]:.1f} ms, p99 {v["latency_ms"]["p99"]:.1f} ms |'
-            )
-    return '\n'.join(lines) + '\n'
-
-
-def write_section(path: Path, tag: str, md: str, title: str) -> None:
-    """Replace what lies between `<!-- tag -->` and `<!-- /tag -->` in a markdown file.
-
-    The generated figures go there; the hand-written explanations around them stay.
-    """
-    start, end = f'<!-- {tag} -->', f'<!-- /{tag} -->'
-    text = path.read_text() if path.is_file() else f'{title}\n\n{start}\n'
-    if start not in text:
-        text = f'{text.rstrip()}\n\n{start}\n'
-    head = text.split(start)[0]
-    tail = text.split(end)[1] if end in text else '\n'
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f'{head}{start}\n{md}{end}{tail}')
-
-
 def main_bench(args) -> int:
     res = run_bench(
         args.model,
@@ -462,101 +353,4 @@ def main_bench(args) -> int:
         print(json.dumps(res))
     else:
         print(md)
-    return 0
-
-
-def soak(seconds: float = 600.0, overload: float = 1.25, sample_s: float = 5.0, log=print) -> dict:
-    """All four nodes, camera above capacity, for `seconds`: RSS, latency, exceptions."""
-    from diagnostic_msgs.msg import DiagnosticArray
-    import psutil
-
-    ort = model_only('onnxruntime', 224, 3.0)
-    cam_fps = max(30.0, overload * ort['frame_fps'])
-    errors: dict[str, int] = {}
-
-    def on_diag(m):
-        for s in m.status:
-            for kv in s.values:
-                if kv.key in ('inference_errors', 'bad_frames'):
-                    errors[f'{s.name}:{kv.key}'] = int(kv.value)
-
-    samples = []
-    with tempfile.TemporaryDirectory() as tmp:
-        pfile = _params_file(Path(tmp), 'onnxruntime', cam_fps, 640, 480, True)
-        with _pipeline_and_probe(pfile, seconds + 120) as (proc, node, ex, results):
-            node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
-            while not results and proc.poll() is None:
-                ex.spin_once(timeout_sec=0.1)
-            t0 = time.monotonic()
-            next_sample = t0
-            ps = psutil.Process(proc.pid)
-            while time.monotonic() - t0 < seconds and proc.poll() is None:
-                ex.spin_once(timeout_sec=0.05)
-                if time.monotonic() >= next_sample:
-                    samples.append((time.monotonic() - t0, ps.memory_info().rss / 1e6))
-                    next_sample += sample_s
-                    if len(samples) % 12 == 0:
-                        log(
-                            f'soak: {samples[-1][0]:.0f} s, RSS {samples[-1][1]:.0f} MB, '
-                            f'{len(results)} results'
-                        )
-            alive = proc.poll() is None
-    out = proc.log
-    got = [(t, (t - ns / 1e9) * 1000) for t, ns in results]
-    t_start = got[0][0] if got else 0
-    per_min: dict[int, list[float]] = {}
-    for t, lat in got:
-        per_min.setdefault(int((t - t_start) // 60), []).append(lat)
-    after_first = [r for t, r in samples if t >= 60]
-    growth = (max(after_first) / after_first[0] - 1) if len(after_first) > 1 else float('nan')
-    return {
-        'seconds': seconds,
-        'camera_fps': cam_fps,
-        'results': len(got),
-        'results_per_s': len(got) / seconds,
-        'alive_at_end': alive,
-        'tracebacks': out.count('Traceback'),
-        'error_counters': errors,
-        'rss_mb': {
-            'at_60s': after_first[0] if after_first else float('nan'),
-            'max_after_60s': max(after_first) if after_first else float('nan'),
-            'end': samples[-1][1] if samples else float('nan'),
-            'growth_after_first_minute': growth,
-        },
-        'latency_p99_per_minute_ms': {m: _percentile(v, 99) for m, v in sorted(per_min.items())},
-        'latency_p50_ms': _percentile([lat for _, lat in got], 50),
-    }
-
-
-def soak_markdown(r: dict) -> str:
-    mins = r['latency_p99_per_minute_ms']
-    lines = [
-        f'Run: `make soak` (all four nodes, desktop configuration, ONNX Runtime, camera `test:` '
-        f'640x480 at {r["camera_fps"]:.0f} fps = 1.25x what the classifier can do), '
-        f'{r["seconds"] / 60:.0f} minutes, {time.strftime("%Y-%m-%d")}.',
-        '',
-        '| figure | value | target |',
-        '|---|---|---|',
-        f'| results received | {r["results"]} ({r["results_per_s"]:.1f}/s) | |',
-        f'| pipeline alive at the end | {"yes" if r["alive_at_end"] else "NO"} | yes |',
-        f'| tracebacks in the log | {r["tracebacks"]} | 0 |',
-        f'| error counters on /diagnostics | {r["error_counters"] or "none"} | none |',
-        f'| RSS at 60 s / max after / at the end | {r["rss_mb"]["at_60s"]:.0f} / '
-        f'{r["rss_mb"]["max_after_60s"]:.0f} / {r["rss_mb"]["end"]:.0f} MB | |',
-        f'| RSS growth after the first minute | '
-        f'{100 * r["rss_mb"]["growth_after_first_minute"]:.1f} % | < 5 % |',
-        f'| latency p50 over the run | {r["latency_p50_ms"]:.1f} ms | |',
-        '| latency p99 per minute | '
-        + ', '.join(f'{v:.0f}' for v in mins.values())
-        + ' ms | stable |',
-    ]
-    return '\n'.join(lines) + '\n'
-
-
-def main_soak(args) -> int:
-    res = soak(args.duration, log=lambda s: print(s, file=sys.stderr, flush=True))
-    md = soak_markdown(res)
-    if args.out:
-        write_section(Path(args.out), 'soak', md, '# Reliability')
-    print(json.dumps(res) if args.json else md)
     return 0

@@ -38,7 +38,7 @@ def flight_frames(seed: int = 7):
     from skimage import data
 
     from cnn_perception.core.defect_eval import mask_box
-    from cnn_perception.datasets import _augment_crop, paint_defect, texture
+    from cnn_perception.tools.datasets import augment_crop, paint_defect, texture
 
     rng = np.random.default_rng(seed)
     wall = texture('brick')
@@ -46,9 +46,9 @@ def flight_frames(seed: int = 7):
         if name in EXPECTED:
             yield name, getattr(data, name)(), {'kind': 'photo', 'expected': EXPECTED[name]}
         elif name == 'brick':
-            yield name, _augment_crop(wall, 256, rng), {'kind': 'clean'}
+            yield name, augment_crop(wall, 256, rng), {'kind': 'clean'}
         else:
-            img, mask = paint_defect(_augment_crop(wall, 256, rng), name, rng)
+            img, mask = paint_defect(augment_crop(wall, 256, rng), name, rng)
             yield name, img, {'kind': 'defect', 'defect': name, 'box': mask_box(mask > 0)}
 
 

@@ -1,7 +1,8 @@
-"""Small labelled datasets cut from real texture photographs (scikit-image ships them).
+"""Labelled datasets cut from real texture photographs, some with painted defects.
 
-Used by the tests, the demo and anyone trying transfer learning without a dataset of
-their own. No rclpy, no torch.
+Used by the tests, the demo, the benchmarks and anyone trying transfer learning or the
+defect detector without a dataset of their own. No rclpy, no torch. Tooling: what a robot
+runs never imports it.
 """
 
 from pathlib import Path
@@ -9,45 +10,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-# The texture classes of the transfer-learning example.
-TEXTURES = ('brick', 'gravel', 'grass')
-# Surfaces a defect dataset can be made of: the textures, plus the Moon's cratered ground
-# (Apollo 14 photograph), which was held out while the defect detector was tuned.
-SURFACES = (*TEXTURES, 'moon')
-
-
-def texture(name: str) -> np.ndarray:
-    """Return a 512x512 RGB surface photograph from scikit-image (see SURFACES)."""
-    from skimage import data
-
-    if name not in SURFACES:
-        raise ValueError(f'unknown texture {name!r}: use {", ".join(SURFACES)}')
-    gray = getattr(data, name)()
-    return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
-
-
-def random_crops(
-    img: np.ndarray,
-    n: int,
-    rng: np.random.Generator,
-    size: int = 160,
-    region: tuple[int, int] | None = None,
-    out_size: int = 160,
-) -> list:
-    """N random square crops (side size .. 1.5 size) from the columns in `region`."""
-    h, w = img.shape[:2]
-    x_lo, x_hi = region or (0, w)
-    crops = []
-    for _ in range(n):
-        s = int(rng.integers(size, min(int(size * 1.5), h, x_hi - x_lo) + 1))
-        y = int(rng.integers(0, h - s + 1))
-        x = int(rng.integers(x_lo, x_hi - s + 1))
-        crops.append(
-            cv2.resize(
-                img[y : y + s, x : x + s], (out_size, out_size), interpolation=cv2.INTER_AREA
-            )
-        )
-    return crops
+from cnn_perception.core.surfaces import (  # noqa: F401  (re-exported for the tools)
+    SURFACES,
+    TEXTURES,
+    augment_crop,
+    random_crops,
+    texture,
+)
 
 
 def make_texture_classes(
@@ -69,16 +38,6 @@ def make_texture_classes(
 
 
 DEFECT_KINDS = ('crack', 'scratch', 'hole', 'stain')
-
-
-def _augment_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    h, w = img.shape[:2]
-    y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-    crop = img[y : y + size, x : x + size]
-    crop = np.rot90(crop, int(rng.integers(4)))
-    if rng.random() < 0.5:
-        crop = crop[:, ::-1]
-    return np.ascontiguousarray(crop)
 
 
 def paint_defect(img: np.ndarray, kind: str, rng: np.random.Generator):
@@ -139,10 +98,10 @@ def make_defect_images(
     """
     rng = np.random.default_rng(seed)
     src = texture(texture_name)
-    normal = [_augment_crop(src, size, rng) for _ in range(count)]
+    normal = [augment_crop(src, size, rng) for _ in range(count)]
     defects, masks = [], []
     for i in range(count if with_defects else 0):
-        img, mask = paint_defect(_augment_crop(src, size, rng), DEFECT_KINDS[i % 4], rng)
+        img, mask = paint_defect(augment_crop(src, size, rng), DEFECT_KINDS[i % 4], rng)
         defects.append(img)
         masks.append(mask)
     return normal, defects, masks

@@ -1,0 +1,75 @@
+"""Patch features of an image from a registry backbone, on torch or ONNX Runtime."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from cnn_perception.core.defects.model import DEFAULT_INPUT_SIZE, DEFAULT_LAYERS
+from cnn_perception.core.preprocess import normaliser, to_nchw
+from cnn_perception.errors import ModelFileError
+
+
+class FeatureExtractor:
+    """Patch features of an image on torch or ONNX Runtime (same numbers, 1e-4)."""
+
+    def __init__(
+        self,
+        backbone: str = 'efficientnet_lite0',
+        layers: tuple[int, ...] = DEFAULT_LAYERS,
+        input_size: int = DEFAULT_INPUT_SIZE,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        backend: str = 'onnxruntime',
+        device: str = 'cpu',
+        num_threads: int = 0,
+    ):
+        self.input_size = input_size
+        self._scale, self._offset = normaliser(mean, std)
+        tag = 'patch' + ''.join(map(str, layers))
+        if backend == 'onnxruntime':
+            from cnn_perception.core.backends import OnnxBackend
+
+            path = self._cached_onnx(backbone, tag)
+            if path is None or not path.is_file():
+                net, info = _build(backbone, layers)
+                from cnn_perception.core.backends import export_onnx, onnx_cache_path
+
+                path = onnx_cache_path(info, input_size, tag)
+                export_onnx(
+                    net, info, path, input_size, spatial_dynamic=True, output_names=('features',)
+                )
+            self.backend = OnnxBackend(path, device=device, num_threads=num_threads)
+        elif backend == 'torch':
+            from cnn_perception.core.backends import TorchBackend
+
+            net, _ = _build(backbone, layers)
+            self.backend = TorchBackend(net, device, device.startswith('cuda'), num_threads)
+        else:
+            raise ModelFileError(f'unknown backend {backend!r}: use onnxruntime or torch')
+
+    def _cached_onnx(self, backbone: str, tag: str) -> Path | None:
+        from cnn_perception.core.backends import registry_onnx_path
+
+        return registry_onnx_path(backbone, self.input_size, tag)
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """Short side to input_size (aspect kept, sides multiples of 16), normalised NCHW."""
+        h, w = rgb.shape[:2]
+        s = self.input_size / min(h, w)
+        nh, nw = (max(16, round(h * s / 16) * 16), max(16, round(w * s / 16) * 16))
+        img = cv2.resize(
+            rgb, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+        )
+        return to_nchw(img, self._scale, self._offset)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """(h, w, D) patch features of one RGB image."""
+        out = self.backend.run(self.prepare(rgb))[0]
+        return np.ascontiguousarray(out.transpose(1, 2, 0), np.float32)
+
+
+def _build(backbone: str, layers):
+    from cnn_perception.core.feature_nets import build_patch_net
+
+    return build_patch_net(backbone, tuple(layers))

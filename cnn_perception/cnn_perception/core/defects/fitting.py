@@ -1,0 +1,87 @@
+"""Fitting a memory bank on normal images, and calibrating its threshold."""
+
+import numpy as np
+
+from cnn_perception.core.defects.detector import DefectDetector
+from cnn_perception.core.defects.extractor import FeatureExtractor
+from cnn_perception.core.defects.model import DEFAULT_CORESET_RATIO
+from cnn_perception.core.defects.search import greedy_coreset
+
+
+def fit(
+    normal: list[np.ndarray],
+    *,
+    extractor: FeatureExtractor,
+    coreset_ratio: float = DEFAULT_CORESET_RATIO,
+    max_memory: int = 20000,
+    seed: int = 0,
+    progress: bool = True,
+    log=print,
+) -> np.ndarray:
+    """Memory bank of normal patch features, thinned by the greedy coreset."""
+    from tqdm import tqdm
+
+    feats = []
+    for img in tqdm(normal, desc='features', unit='img', disable=not progress):
+        f = extractor(img)
+        feats.append(f.reshape(-1, f.shape[-1]))
+    bank = np.concatenate(feats)
+    n = int(min(max_memory, max(1, round(len(bank) * coreset_ratio))))
+    with tqdm(total=n, desc='coreset', unit='patch', disable=not progress) as bar:
+        idx = greedy_coreset(bank, n, seed, progress=bar.update)
+    log(
+        f'memory bank: {n} of {len(bank)} normal patches ({n / len(bank):.1%}), '
+        f'{bank.shape[1]} features each'
+    )
+    return np.ascontiguousarray(bank[idx])
+
+
+def calibrate(
+    detector: DefectDetector,
+    val_normal: list[np.ndarray],
+    val_defect: list[np.ndarray] | None = None,
+    sigmas: float = 2.5,
+) -> dict:
+    """Choose threshold and base from validation images; returns what was chosen and why.
+
+    Normal images only: a high quantile of their image scores, estimated from a normal
+    fit, mean + `sigmas` standard deviations (2.5: the 99.4% point), never below the
+    highest of them. Twenty-odd validation images cannot estimate a 99% quantile on
+    their own: the empirical one is simply their maximum, which moved the false-alarm /
+    recall trade-off by a lot from one validation draw to the next while tuning.
+    """
+    normal_maps = [detector.raw_map(img) for img in val_normal]
+    normal_scores = np.array([m.max() for m in normal_maps])
+    base = float(np.median(np.concatenate([m.ravel()[::97] for m in normal_maps])))
+    if val_defect:
+        from sklearn.metrics import precision_recall_curve, roc_auc_score
+
+        defect_scores = np.array([detector.raw_map(img).max() for img in val_defect])
+        y = np.r_[np.zeros(len(normal_scores)), np.ones(len(defect_scores))]
+        s = np.r_[normal_scores, defect_scores]
+        prec, rec, thr = precision_recall_curve(y, s)
+        f1 = 2 * prec[:-1] * rec[:-1] / np.maximum(prec[:-1] + rec[:-1], 1e-9)
+        best = int(np.argmax(f1))
+        # midway between the chosen score and the next lower one: robust to new data
+        lower = s[s < thr[best]]
+        threshold = float((thr[best] + lower.max()) / 2) if lower.size else float(thr[best])
+        how = {'method': 'f1', 'f1': float(f1[best]), 'image_auroc': float(roc_auc_score(y, s))}
+    elif len(normal_scores) >= 3:
+        fitted = normal_scores.mean() + sigmas * normal_scores.std(ddof=1)
+        threshold = float(max(fitted, normal_scores.max()))
+        how = {'method': 'quantile', 'estimate': f'mean + {sigmas:g} sd', 'sigmas': sigmas}
+    else:
+        threshold = float(normal_scores.max() * 1.1)
+        how = {'method': 'quantile', 'estimate': 'max x 1.1 (under 3 validation images)'}
+    how.update(
+        # the normal fit of the validation scores, for `threshold_for` (tiled frames)
+        val_mean=float(normal_scores.mean()),
+        val_sd=float(normal_scores.std(ddof=1)) if len(normal_scores) > 2 else 0.0,
+        threshold=threshold,
+        base=base,
+        val_normal=len(val_normal),
+        val_defect=len(val_defect or []),
+        val_false_alarms=float(np.mean(normal_scores >= threshold)),
+    )
+    detector.model.threshold, detector.model.base = threshold, base
+    return how

@@ -1,0 +1,99 @@
+"""The defect model file (one .npz, no pickles) and the result of scoring a frame."""
+
+from dataclasses import asdict, dataclass, field
+import json
+from pathlib import Path
+import zipfile
+
+import numpy as np
+
+from cnn_perception.errors import ModelFileError
+
+FORMAT = 'cnn_perception.defects'
+VERSION = 1
+# EfficientNet-Lite0 stage 2: stride 8, 40 channels. Chosen on brick and gravel (grass and
+# moon held out; docs/defects.md): adding the stride-16 stage 4 blurred thin cracks into
+# the stone texture of gravel (crack AUROC 0.69 -> 0.94 without it).
+DEFAULT_LAYERS = (2,)
+DEFAULT_INPUT_SIZE = 320
+DEFAULT_CORESET_RATIO = 0.05
+
+
+@dataclass
+class DefectModel:
+    memory: np.ndarray  # (M, D) float32 normal patch features
+    backbone: str = 'efficientnet_lite0'
+    layers: tuple[int, ...] = DEFAULT_LAYERS
+    input_size: int = DEFAULT_INPUT_SIZE
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    threshold: float = 1.0  # raw anomaly score that normalises to 0.5
+    base: float = 0.0  # raw score that normalises to 0 (typical normal patch)
+    sigma: float = 5.0  # Gaussian smoothing of the map, in network-input pixels
+    metrics: dict = field(default_factory=dict)
+
+    def meta(self) -> dict:
+        d = asdict(self)
+        d.pop('memory')
+        return {'format': FORMAT, 'version': VERSION, **d}
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + '.tmp')
+        with open(tmp, 'wb') as f:
+            np.savez(
+                f, memory=self.memory.astype(np.float32), meta=np.array(json.dumps(self.meta()))
+            )
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> 'DefectModel':
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(
+                f'{path}: no such defect model (create one with '
+                '`python -m cnn_perception defects fit`)'
+            )
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z['meta']))
+                memory = np.asarray(z['memory'], np.float32)
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as exc:
+            raise ModelFileError(
+                f'{path}: not a readable defect model (truncated or not '
+                f'written by `defects fit`): {type(exc).__name__}'
+            ) from exc
+        if meta.get('format') != FORMAT:
+            raise ModelFileError(f'{path}: not a cnn_perception defect model')
+        if meta.get('version') != VERSION:
+            raise ModelFileError(
+                f'{path}: defect model version {meta.get("version")}, this '
+                f'build reads version {VERSION}; fit it again'
+            )
+        if memory.ndim != 2 or memory.shape[0] == 0:
+            raise ModelFileError(f'{path}: empty or malformed memory bank')
+        meta.pop('format')
+        meta.pop('version')
+        meta['layers'] = tuple(meta['layers'])
+        meta['mean'], meta['std'] = tuple(meta['mean']), tuple(meta['std'])
+        return cls(memory=memory, **meta)
+
+
+@dataclass
+class Box:
+    x: int
+    y: int
+    width: int
+    height: int
+    score: float
+
+
+@dataclass
+class DefectResult:
+    score: float  # normalised image score, 0.5 = threshold
+    is_defect: bool
+    boxes: list[Box]
+    score_map: np.ndarray  # normalised anomaly map at source resolution, float32 0..1
+    raw_score: float
+    inference_ms: float

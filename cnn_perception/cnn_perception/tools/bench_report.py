@@ -1,0 +1,109 @@
+"""Markdown for docs/benchmarks.md and docs/reliability.md from bench and soak results."""
+
+import os
+from pathlib import Path
+import platform
+import time
+
+
+def machine_info() -> dict:
+    import onnxruntime
+
+    return {
+        'cpu': platform.processor() or platform.machine(),
+        'cores': os.cpu_count(),
+        'python': platform.python_version(),
+        'onnxruntime': onnxruntime.__version__,
+        'date': time.strftime('%Y-%m-%d'),
+    }
+
+
+def markdown(res: dict) -> str:
+    m, p, a, r = res['model'], res['pipeline'], res['all_nodes'], res['rss_mb']
+    t = m.get('torch', {})
+    o = m['onnxruntime']
+    mc = res['machine']
+    nan = float('nan')
+
+    def ok(cond) -> str:
+        return 'met' if cond else '**not met**'
+
+    lines = [
+        f'Machine: {mc["cores"]} cores ({mc["cpu"]}), Python {mc["python"]}, ONNX Runtime '
+        f'{mc["onnxruntime"]}, {mc["date"]}. Model {res["settings"]["model"]} at '
+        f'{res["settings"]["size"]}x{res["settings"]["size"]}, {res["settings"]["seconds"]:.0f} s '
+        'per measurement. All figures from one run of `python -m cnn_perception bench`.',
+        '',
+        '| measurement | value | target | |',
+        '|---|---|---|---|',
+        f'| model alone, torch eager (network call) | {t.get("fps", nan):.1f} fps, p50 '
+        f'{t.get("p50_ms", nan):.1f} ms, p99 {t.get("p99_ms", nan):.1f} ms | | |',
+        f'| model alone, ONNX Runtime (network call) | {o["fps"]:.1f} fps, p50 '
+        f'{o["p50_ms"]:.1f} ms, p99 {o["p99_ms"]:.1f} ms | | |',
+        f'| ONNX Runtime / torch throughput | {m["onnxruntime_vs_torch"] or 0:.2f}x | >= 3x | '
+        f'{ok((m["onnxruntime_vs_torch"] or 0) >= 3)} |',
+        f'| a whole 640x480 frame without ROS, ONNX Runtime (preprocess + network + top-k) | '
+        f'{o["frame_fps"]:.1f} fps, p50 {o["frame_p50_ms"]:.1f} ms | | |',
+        f'| pipeline (camera {p["camera_fps"]:.0f} fps -> classifier -> probe process) | '
+        f'{p["fps"]:.1f} results/s | | |',
+        f'| pipeline / whole frame without ROS | {p["ratio"]:.2f} | >= 0.85 | '
+        f'{ok(p["ratio"] >= 0.85)} |',
+        f'| pipeline / network call alone | {p["fps"] / o["fps"]:.2f} | (stricter reading) | |',
+        f'| end-to-end latency under overload | p50 {p["latency_ms"]["p50"]:.1f} ms, p99 '
+        f'{p["latency_ms"]["p99"]:.1f} ms | p99 <= 3 x frame p50 = {3 * o["frame_p50_ms"]:.1f} '
+        f'ms (3 x network p50 = {3 * o["p50_ms"]:.1f} ms) | '
+        f'{ok(p["latency_ms"]["p99"] <= 3 * o["frame_p50_ms"])} |',
+        f'| latency p99, first half / second half of the run | '
+        f'{p["latency_ms"]["p99_first_half"]:.1f} / {p["latency_ms"]["p99_second_half"]:.1f} ms'
+        ' | constant (no backlog) | |',
+        f'| classifier with all four nodes running | {a["classifier_fps"]:.1f} results/s, '
+        f'{a["ratio_to_solo"]:.2f} x solo | >= 0.5 x solo | {ok(a["ratio_to_solo"] >= 0.5)} |',
+        f'| peak RSS, classifier alone: torch / ONNX-only | {r["classifier_torch"]:.0f} / '
+        f'{r["classifier_onnxruntime"]:.0f} MB | | |',
+        f'| peak RSS, all four nodes: torch / ONNX-only | {r["all_nodes_torch"]:.0f} / '
+        f'{r["all_nodes_onnxruntime"]:.0f} MB | ONNX-only <= 600 MB | '
+        f'{ok(r["all_nodes_onnxruntime"] <= 600)} |',
+        f'| torch imported on the ONNX Runtime path | '
+        f'{"yes" if res["torch_loaded"]["onnxruntime_path"] else "no"} | no | '
+        f'{ok(not res["torch_loaded"]["onnxruntime_path"])} |',
+    ]
+    if 'defects' in res:
+        d = res['defects']
+        lines.append(
+            f'| defect scoring vs classifier inference_ms, both at {d["input_size"]} px, '
+            f'{d["backend"]} | {d["defects_ms"]:.1f} vs {d["classifier_ms"]:.1f} ms = '
+            f'{d["ratio"]:.2f}x | <= 2.5x | {ok(d["ratio"] <= 2.5)} |'
+        )
+    if 'growth' in res:
+        lines += [
+            '',
+            '### How cost grows',
+            '',
+            '| setting | throughput | latency |',
+            '|---|---|---|',
+        ]
+        for s, v in res['growth']['input_size'].items():
+            lines.append(
+                f'| model alone, input {s}x{s} | {v["fps"]:.1f} fps | p50 {v["p50_ms"]:.1f} ms |'
+            )
+        for s, v in res['growth']['camera'].items():
+            lines.append(
+                f'| pipeline, camera {s} | {v["fps"]:.1f} results/s | p50 '
+                f'{v["latency_ms"]["p50"]:.1f} ms, p99 {v["latency_ms"]["p99"]:.1f} ms |'
+            )
+    return '\n'.join(lines) + '\n'
+
+
+def write_section(path: Path, tag: str, md: str, title: str) -> None:
+    """Replace what lies between `<!-- tag -->` and `<!-- /tag -->` in a markdown file.
+
+    The generated figures go there; the hand-written explanations around them stay.
+    """
+    start, end = f'<!-- {tag} -->', f'<!-- /{tag} -->'
+    text = path.read_text() if path.is_file() else f'{title}\n\n{start}\n'
+    if start not in text:
+        text = f'{text.rstrip()}\n\n{start}\n'
+    head = text.split(start)[0]
+    tail = text.split(end)[1] if end in text else '\n'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'{head}{start}\n{md}{end}{tail}')
