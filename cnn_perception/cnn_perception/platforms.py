@@ -10,9 +10,11 @@ import importlib.util
 import os
 from pathlib import Path
 
+from cnn_perception.contract import CAMERA_IMAGE, IMAGE_INPUT, NAMESPACE, split_compressed
+
 PLATFORMS = ('desktop', 'jetson', 'pi')
-DEFAULT_NAMESPACE = '/cnn_perception'
-IMAGE_TOPIC = 'camera/image_raw'
+DEFAULT_NAMESPACE = NAMESPACE
+IMAGE_TOPIC = CAMERA_IMAGE.name
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ NODES: dict[str, NodeSpec] = {
         'classifier_node',
         'cnn_perception.nodes.classifier_node',
         'ClassifierNode',
-        {'image': IMAGE_TOPIC},
+        {IMAGE_INPUT: IMAGE_TOPIC},
     ),
     'defects': NodeSpec(
         'defects',
@@ -47,7 +49,7 @@ NODES: dict[str, NodeSpec] = {
         'defect_detector_node',
         'cnn_perception.nodes.defect_detector_node',
         'DefectDetectorNode',
-        {'image': IMAGE_TOPIC},
+        {IMAGE_INPUT: IMAGE_TOPIC},
     ),
     'features': NodeSpec(
         'features',
@@ -55,7 +57,7 @@ NODES: dict[str, NodeSpec] = {
         'feature_map_node',
         'cnn_perception.nodes.feature_map_node',
         'FeatureMapNode',
-        {'image': IMAGE_TOPIC},
+        {IMAGE_INPUT: IMAGE_TOPIC},
     ),
 }
 
@@ -103,7 +105,9 @@ def node_entries(
     """List the nodes to start, each with its namespace, parameters file and remappings.
 
     `source` overrides the camera's `source` parameter; `image_topic` makes the
-    processing nodes listen to another topic (a bag being replayed, camera off).
+    processing nodes listen to another topic (a bag being replayed, camera off); a topic
+    ending in `/compressed` is a CompressedImage stream: the nodes subscribe to it with
+    `image_transport: compressed`, as image_transport's compressed subscriber would.
     """
     pfile = Path(params) if params else params_file(platform)
     keys = nodes if nodes is not None else list(NODES)
@@ -112,7 +116,10 @@ def node_entries(
         spec = NODES[key]
         overrides = {'source': source} if key == 'camera' and source else {}
         remap = dict(spec.remappings)
-        if image_topic and 'image' in remap:
-            remap['image'] = image_topic
+        if image_topic and IMAGE_INPUT in remap:
+            base, compressed = split_compressed(image_topic)
+            remap[IMAGE_INPUT] = base
+            if compressed:
+                overrides['image_transport'] = 'compressed'
         out.append(NodeEntry(spec, namespace, pfile, overrides, remap))
     return out

@@ -28,6 +28,7 @@ def _nodes(context):
         arg('namespace'),
         arg('source') or None,
         arg('params_file') or None,
+        arg('image_topic') or None,
     )
     sim = {'use_sim_time': arg('use_sim_time') in TRUE}
     return [
@@ -70,6 +71,12 @@ def generate_launch_description():
             'params_file',
             default_value='',
             description='Parameters YAML (empty: the platform file)',
+        ),
+        DeclareLaunchArgument(
+            'image_topic',
+            default_value='',
+            description='Topic the processing nodes take frames from (empty: the camera); '
+            'a topic ending in /compressed is read as sensor_msgs/CompressedImage',
         ),
         DeclareLaunchArgument(
             'log_level',

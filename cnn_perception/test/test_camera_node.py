@@ -10,11 +10,13 @@ import numpy as np
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
-NS = '/cnn_perception'
+from cnn_perception.contract import NAMESPACE, stamp_ns
+
+NS = NAMESPACE
 
 
 def stamps(box):
-    return [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in box]
+    return [stamp_ns(m.header) for _, m in box]
 
 
 def test_test_source_publishes_at_the_requested_rate(probe):

@@ -10,9 +10,10 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 
+from cnn_perception.contract import NAMESPACE
 from cnn_perception.io.images import numpy_to_image
 
-NS = '/cnn_perception'
+NS = NAMESPACE
 TOPIC = '/test/image'
 
 

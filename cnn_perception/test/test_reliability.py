@@ -17,9 +17,10 @@ import pytest
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 
+from cnn_perception.contract import NAMESPACE
 from cnn_perception.io.images import ImageError, numpy_to_image
 
-NS = '/cnn_perception'
+NS = NAMESPACE
 TOPIC = '/test/unreliable'
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 
@@ -285,10 +286,9 @@ def params(tmp_path, node: str, **values) -> str:
 
 
 def test_bad_files_fail_at_start_with_one_line(tmp_path):
-    good_weights = None
-    from cnn_perception.core.models import _lite0_weights
+    from cnn_perception.core.models import model_entry
 
-    good_weights = _lite0_weights().read_bytes()
+    good_weights = model_entry('efficientnet_lite0').weights().read_bytes()
     (tmp_path / 'trunc.pth').write_bytes(good_weights[:100000])
     (tmp_path / 'notes.pth').write_text('not weights')
     (tmp_path / 'bad.onnx').write_bytes(b'\x08\x07garbage' * 100)
@@ -407,7 +407,7 @@ def test_inference_failures_are_reported_and_retried_slower(rclpy_context, probe
     diags = probe.listen(DiagnosticArray, '/diagnostics')
     results = probe.listen(Classification, 'classifier/classification')
     pub = probe.node.create_publisher(Image, 'image', 10)
-    real_run = node.clf.backend.run
+    real_run = node.step.clf.backend.run
     calls = []
 
     def failing(x):
@@ -425,7 +425,7 @@ def test_inference_failures_are_reported_and_retried_slower(rclpy_context, probe
             probe.spin_for(0.05)
 
     try:
-        node.clf.backend.run = failing
+        node.step.clf.backend.run = failing
         feed(4.0, 0)
         assert WARN in levels() and ERROR in levels(), levels()
         n0 = len(calls)
@@ -433,12 +433,12 @@ def test_inference_failures_are_reported_and_retried_slower(rclpy_context, probe
         rate = (len(calls) - n0) / 4.0
         assert 0 < rate <= 1.5, f'{rate:.1f} attempts/s while failing (frames at ~20/s)'
         assert not results, 'no result for a failed frame'
-        node.clf.backend.run = real_run
+        node.step.clf.backend.run = real_run
         feed(3.0, 2000)
         assert results and results[-1][1].header.stamp.sec > 2000
         assert levels()[-1] == OK
     finally:
-        node.clf.backend.run = real_run
+        node.step.clf.backend.run = real_run
         probe.executor.remove_node(node)
         node.destroy_node()
     msgs = [s.message for _, m in diags for s in m.status if s.level == ERROR]
@@ -488,7 +488,11 @@ def test_killed_subscriber_process_and_restart(tmp_path, probe):
             topic,
         )
         assert wait_for_line(first, 'recording 1 topic', 60)
-        time.sleep(2)
+        got = probe.listen(Classification, topic)
+        # the recorder is matched and results flow before it is killed
+        assert probe.spin_until(
+            lambda: probe.node.count_subscribers(topic) >= 2 and len(got) >= 3, 60
+        ), ''.join(proc.lines)
         first.kill()  # SIGKILL: no goodbye to DDS
         first.wait()
         second = python_process(
@@ -513,16 +517,24 @@ def test_killed_subscriber_process_and_restart(tmp_path, probe):
 
 
 @pytest.mark.parametrize('sig', [2, 15])
-def test_record_interrupted_closes_a_readable_bag(tmp_path, sig):
+def test_record_interrupted_closes_a_readable_bag(tmp_path, sig, probe):
+    from rclpy.qos import qos_profile_sensor_data
+
     from cnn_perception.bagtools import info
 
+    topic = f'{NS}/camera/image_raw'
+    frames = probe.listen(Image, topic, qos_profile_sensor_data)
     cam = run_cli('run', '--nodes', 'camera', '--duration', '60')
     rec = python_process(
         '-m', 'cnn_perception', 'bag', 'record', '--out', str(tmp_path / 'r'), '--all'
     )
     try:
         assert wait_for_line(rec, 'recording', 60)
-        time.sleep(4)
+        # the recorder subscribes to the camera (discovery polls once a second), then
+        # frames flow: 30 more seen here is about a second of recording there
+        assert probe.spin_until(lambda: probe.node.count_subscribers(topic) >= 2, 30)
+        start = len(frames)
+        assert probe.spin_until(lambda: len(frames) >= start + 30, 30)
         out = stop_process(rec, sig=sig)
     finally:
         stop_process(cam)

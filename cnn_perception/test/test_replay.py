@@ -3,19 +3,22 @@
 from pathlib import Path
 import subprocess
 import sys
-import time
 
 from cnn_perception_msgs.msg import Classification, DetectionArray, LabelMap
-from conftest import run_cli, stop_process, wait_for_line
+from conftest import Probe, run_cli, stop_process, wait_for_line
+import numpy as np
 import pytest
+import rclpy
+from rclpy.context import Context
 from rclpy.serialization import deserialize_message
 from rosbags.rosbag2 import Reader
 from sensor_msgs.msg import Image
 
+from cnn_perception.contract import NAMESPACE, stamp_ns
 from cnn_perception.core.defect_eval import box_iou
-from cnn_perception.flight import TOPIC, load_truth, make_flight_bag
+from cnn_perception.tools.flight import TOPIC, load_truth, make_flight_bag
 
-NS = '/cnn_perception'
+NS = NAMESPACE
 OUTPUTS = {
     f'{NS}/classifier/classification': Classification,
     f'{NS}/classifier/labels': LabelMap,
@@ -37,7 +40,7 @@ def read_bag(path: Path) -> dict[str, list]:
 
 
 def ns_of(msg) -> int:
-    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+    return stamp_ns(msg.header)
 
 
 @pytest.fixture(scope='module')
@@ -59,9 +62,20 @@ def live(flight):
         '300',
     )
     rec = run_cli('bag', 'record', '--out', str(flight / 'live'), '--topics', *OUTPUTS)
+    ctx = Context()
+    rclpy.init(context=ctx)
+    probe = Probe(ctx, 'replay_probe')
+    results = [
+        probe.listen(Classification, f'{NS}/classifier/classification'),
+        probe.listen(DetectionArray, f'{NS}/defects/detections'),
+    ]
     try:
         assert wait_for_line(rec, 'recording 7 topic', 120), ''.join(rec.lines)
-        time.sleep(2.0)  # let the recorder's subscriptions match
+        # the recorder's subscriptions have matched every output (probe's own aside)
+        own = {f'{NS}/classifier/classification', f'{NS}/defects/detections'}
+        assert probe.spin_until(
+            lambda: all(probe.node.count_subscribers(t) >= 1 + (t in own) for t in OUTPUTS), 30
+        )
         play = subprocess.run(
             [
                 sys.executable,
@@ -79,8 +93,12 @@ def live(flight):
         )
         assert play.returncode == 0, play.stdout + play.stderr
         assert 'sent 12 message(s)' in play.stdout
-        time.sleep(4.0)  # the last frames' results
+        # every frame's results have been delivered (to the probe, and so to the recorder)
+        assert probe.spin_until(lambda: min(len(r) for r in results) >= 12, 60)
+        probe.spin_for(0.5)  # the recorder is a second subscriber of the same samples
     finally:
+        probe.close()
+        rclpy.try_shutdown(context=ctx)
         rec_log = stop_process(rec)
         pipe_log = stop_process(pipeline)
     assert 'bag record: closed' in rec_log, rec_log
@@ -133,7 +151,10 @@ def test_images_are_published_for_subscribers(live):
     assert overlay.encoding == 'rgb8' and overlay.width == 451  # chelsea, native size
 
 
-def test_offline_process_gives_the_live_classifications(flight, live):
+def test_offline_process_gives_the_live_results(flight, live):
+    """One step per node: `bag process` with the same params file equals the live graph."""
+    from cnn_perception import platforms
+
     res = subprocess.run(
         [
             sys.executable,
@@ -146,6 +167,9 @@ def test_offline_process_gives_the_live_classifications(flight, live):
             '--classifier',
             '--defects',
             'builtin:brick',
+            '--features',
+            '--params-file',
+            str(platforms.params_file('desktop')),
             '--image-topic',
             TOPIC,
         ],
@@ -162,9 +186,30 @@ def test_offline_process_gives_the_live_classifications(flight, live):
         assert [h.label for h in on[k].results] == [h.label for h in off[k].results]
         for a, b in zip(on[k].results, off[k].results, strict=True):
             assert abs(a.score - b.score) < 1e-4
-    on_d = {ns_of(m): len(m.detections) for m in live[f'{NS}/defects/detections']}
-    off_d = {ns_of(m): len(m.detections) for m in offline[f'{NS}/defects/detections']}
-    assert on_d == off_d
+
+    def boxes(m):
+        return [
+            (d.id, round(d.bbox.center_x, 2), round(d.bbox.center_y, 2),
+             round(d.bbox.size_x, 2), round(d.bbox.size_y, 2))
+            for d in m.detections
+        ]  # fmt: skip
+
+    on_d = {ns_of(m): m for m in live[f'{NS}/defects/detections']}
+    off_d = {ns_of(m): m for m in offline[f'{NS}/defects/detections']}
+    assert on_d.keys() == off_d.keys()
+    for k in on_d:
+        assert boxes(on_d[k]) == boxes(off_d[k]), k
+        assert abs(on_d[k].image_score - off_d[k].image_score) < 1e-4
+    # The CAM overlay carries its method and label: the same pixels live and offline
+    # (the live node is throttled to 2 Hz, so compare the frames both have).
+    cam_on = {ns_of(m): m for m in live[f'{NS}/feature_maps/cam']}
+    cam_off = {ns_of(m): m for m in offline[f'{NS}/feature_maps/cam']}
+    shared = cam_on.keys() & cam_off.keys()
+    assert len(cam_off) == 12 and shared
+    for k in shared:
+        a = np.frombuffer(bytes(cam_on[k].data), np.uint8).astype(int)
+        b = np.frombuffer(bytes(cam_off[k].data), np.uint8).astype(int)
+        assert a.shape == b.shape and np.abs(a - b).mean() < 0.5, k
 
 
 def test_bag_info_counts_and_broken_bags(flight, live, tmp_path):

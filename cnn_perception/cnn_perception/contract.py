@@ -1,0 +1,156 @@
+"""The topic contract in code: namespace, topic names, message types and QoS (no rclpy).
+
+Nodes, launch files, bag tools, bench, demo and tests take their names from here, and a
+test checks the README's topic table against `TOPICS`, so the prose cannot drift from the
+code. Topic names are relative to the node's namespace (default `NAMESPACE`); `/diagnostics`
+is absolute. QoS is named by kind (see `nodes/common.py` for the profiles):
+
+- `image_in`: sensor data (best effort, keep last 1) -- camera frames in and out;
+- `result`: reliable, depth 10 -- every result message;
+- `output_image`: reliable, depth 1 -- overlays for people (rviz, Foxglove); reliable so
+  both reliable and best-effort viewers match;
+- `latched`: reliable, transient local, depth 1 -- published once, seen by late joiners.
+"""
+
+from dataclasses import dataclass
+
+NAMESPACE = '/cnn_perception'
+COMPRESSED_SUFFIX = '/compressed'  # image_transport's name for the compressed twin
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str  # relative to the namespace unless it starts with '/'
+    type: str  # ROS interface type, 'pkg/msg/Name'
+    qos: str  # image_in | result | output_image | latched
+    node: str  # key in platforms.NODES of the publisher
+    what: str  # one line for the docs
+
+    def full(self, namespace: str = NAMESPACE) -> str:
+        if self.name.startswith('/'):
+            return self.name
+        return f'{namespace.rstrip("/")}/{self.name}'
+
+
+IMAGE = 'sensor_msgs/msg/Image'
+COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'
+
+CAMERA_IMAGE = Topic('camera/image_raw', IMAGE, 'image_in', 'camera', 'camera frames')
+CAMERA_IMAGE_COMPRESSED = Topic(
+    'camera/image_raw/compressed',
+    COMPRESSED_IMAGE,
+    'image_in',
+    'camera',
+    'JPEG twin of the frames, only while subscribed',
+)
+CAMERA_INFO = Topic(
+    'camera/camera_info', 'sensor_msgs/msg/CameraInfo', 'image_in', 'camera', 'calibration'
+)
+CLASSIFICATION = Topic(
+    'classifier/classification',
+    'cnn_perception_msgs/msg/Classification',
+    'result',
+    'classifier',
+    'top-k classes per frame',
+)
+LABELS = Topic(
+    'classifier/labels', 'cnn_perception_msgs/msg/LabelMap', 'latched', 'classifier', 'labels'
+)
+CLASSIFIER_OVERLAY = Topic(
+    'classifier/overlay', IMAGE, 'output_image', 'classifier', 'frame with the top-3 classes'
+)
+DETECTIONS = Topic(
+    'defects/detections',
+    'cnn_perception_msgs/msg/DetectionArray',
+    'result',
+    'defects',
+    'defect boxes per frame (empty when clean)',
+)
+HEATMAP = Topic('defects/heatmap', IMAGE, 'output_image', 'defects', 'anomaly heatmap, boxes')
+MOSAIC = Topic('feature_maps/mosaic', IMAGE, 'output_image', 'features', 'feature maps by layer')
+CAM = Topic('feature_maps/cam', IMAGE, 'output_image', 'features', 'class activation map')
+DIAGNOSTICS = Topic(
+    '/diagnostics', 'diagnostic_msgs/msg/DiagnosticArray', 'result', '*', 'health, counters'
+)
+
+TOPICS = (
+    CAMERA_IMAGE,
+    CAMERA_IMAGE_COMPRESSED,
+    CAMERA_INFO,
+    CLASSIFICATION,
+    LABELS,
+    CLASSIFIER_OVERLAY,
+    DETECTIONS,
+    HEATMAP,
+    MOSAIC,
+    CAM,
+    DIAGNOSTICS,
+)
+# Overlay images also get a JPEG twin `<topic>/compressed` (output_image QoS) while watched.
+OUTPUT_IMAGES = (CLASSIFIER_OVERLAY, HEATMAP, MOSAIC, CAM)
+# What the processing nodes subscribe to, remapped to the camera's topic by default.
+IMAGE_INPUT = 'image'
+
+
+def message_class(msgtype: str):
+    """Rclpy class for 'pkg/msg/Name' (rosidl_runtime_py is not always installed)."""
+    import importlib
+
+    from cnn_perception.errors import BagError
+
+    pkg, _, name = msgtype.split('/')
+    try:
+        return getattr(importlib.import_module(f'{pkg}.msg'), name)
+    except (ImportError, AttributeError) as exc:
+        raise BagError(f'message type {msgtype} is not available in this environment') from exc
+
+
+def stamp_ns(header) -> int:
+    """Nanoseconds of a std_msgs/Header stamp (rclpy or rosbags message alike)."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def compressed_topic(topic: str) -> str:
+    return topic.rstrip('/') + COMPRESSED_SUFFIX
+
+
+def split_compressed(topic: str) -> tuple[str, bool]:
+    """('/a/image', True) for '/a/image/compressed'; the topic itself otherwise."""
+    if topic.endswith(COMPRESSED_SUFFIX):
+        return topic[: -len(COMPRESSED_SUFFIX)], True
+    return topic, False
+
+
+QOS_WORDS = {
+    'image_in': 'sensor data (best effort, keep last 1)',
+    'result': 'reliable, depth 10',
+    'output_image': 'reliable, depth 1',
+    'latched': 'reliable, transient local',
+}
+NODE_EXECUTABLES = {
+    'camera': 'camera_node',
+    'classifier': 'classifier_node',
+    'defects': 'defect_detector_node',
+    'features': 'feature_map_node',
+    '*': 'every node',
+}
+
+
+def topics_markdown() -> str:
+    """Return the README's topic table, made from `TOPICS` (a test keeps them equal)."""
+    rows = [
+        '| topic | type | QoS | published by | what |',
+        '|---|---|---|---|---|',
+    ]
+    for t in TOPICS:
+        rows.append(
+            f'| `{t.name}` | {t.type.replace("/msg/", "/")} | {QOS_WORDS[t.qos]} | '
+            f'{NODE_EXECUTABLES[t.node]} | {t.what} |'
+        )
+    for t in OUTPUT_IMAGES:
+        rows.append(
+            f'| `{compressed_topic(t.name)}` | sensor_msgs/CompressedImage | '
+            f'{QOS_WORDS["output_image"]} | {NODE_EXECUTABLES[t.node]} | JPEG twin, while '
+            'subscribed |'
+        )
+    return '\n'.join(rows)

@@ -1,0 +1,183 @@
+"""FrameNode: what every frame-processing node is (a step behind a ROS interface)."""
+
+from rclpy.node import Node
+
+from cnn_perception.nodes.common import (
+    ERROR,
+    IMAGE_QOS,
+    OK,
+    OUTPUT_IMAGE_QOS,
+    RESULT_QOS,
+    WARN,
+    Diagnostics,
+    declare_params,
+    overridable,
+)
+from cnn_perception.runtime import FrameMonitor, LatestFrameWorker
+
+
+def decode_frame(raw: bytes, compressed: bool):
+    """CDR bytes of a sensor_msgs/Image or CompressedImage -> (header, HxWx3 RGB uint8).
+
+    Called on the worker thread for the frames that are processed only: the ones that
+    latest-frame-wins drops cost no deserialisation and no JPEG decoding at all.
+    """
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from cnn_perception.io.images import ImageError, frame_to_rgb8
+
+    cls = CompressedImage if compressed else Image
+    try:
+        msg = deserialize_message(raw, cls)
+    except Exception as exc:  # malformed CDR from a misbehaving publisher
+        raise ImageError(f'undecodable {cls.__name__} message ({type(exc).__name__})') from exc
+    return msg.header, frame_to_rgb8(msg)
+
+
+def encode_jpeg_msg(rgb, header, quality: int = 80):
+    """sensor_msgs/CompressedImage (JPEG) of an RGB frame, as image_transport writes it."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    ok, buf = cv2.imencode(
+        '.jpg', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    )
+    if not ok:
+        raise ValueError('JPEG encoding failed')
+    return CompressedImage(header=header, format='rgb8; jpeg compressed bgr8', data=buf.tobytes())
+
+
+QOS_BY_KIND = {'image_in': IMAGE_QOS, 'result': RESULT_QOS, 'output_image': OUTPUT_IMAGE_QOS}
+
+
+class FrameNode(Node):
+    """A processing node: its step (`steps/`), the image subscription, publishers, health.
+
+    Subclasses name their `step_key` (steps.STEPS) and ROS node name; everything else --
+    parameters with descriptors, raw or compressed input, latest-frame-wins worker,
+    publishing the step's messages and watched output images (plus their JPEG twins),
+    diagnostics -- is the same for every node, and the step is what offline tools run.
+    """
+
+    step_key = ''
+    node_name = ''
+    task = 'inference'
+
+    def __init__(self, **kwargs):
+        from sensor_msgs.msg import CompressedImage, Image
+
+        from cnn_perception.contract import IMAGE_INPUT, compressed_topic, message_class
+        from cnn_perception.steps import node_params, step_class
+
+        super().__init__(self.node_name, **kwargs)
+        step_cls = step_class(self.step_key)
+        p = declare_params(self, node_params(step_cls))
+        self.diag = Diagnostics(self)
+        self.step = step_cls(p, log=self.get_logger().info)
+        self.pubs, self.twins = {}, {}
+        for t in step_cls.outputs:
+            qos = QOS_BY_KIND[t.qos]
+            extra = {'qos_overriding_options': overridable()} if t.qos == 'result' else {}
+            self.pubs[t] = self.create_publisher(message_class(t.type), t.name, qos, **extra)
+            if t.qos == 'output_image':
+                self.twins[t] = self.create_publisher(
+                    CompressedImage, compressed_topic(t.name), OUTPUT_IMAGE_QOS
+                )
+        self.on_start()
+        self.add_post_set_parameters_callback(self._params_changed)
+        self.monitor = FrameMonitor()
+        self.worker = LatestFrameWorker(self._process, self.report_failure, name=self.step_key)
+        self.set_max_rate(p['max_rate_hz'])
+        self.compressed = p['image_transport'] == 'compressed'
+        # image_transport's naming: the compressed twin of a (remapped) topic is
+        # <resolved topic>/compressed, so remapping `image` moves both.
+        topic = IMAGE_INPUT
+        if self.compressed:
+            topic = compressed_topic(self.resolve_topic_name(IMAGE_INPUT))
+        self.create_subscription(
+            CompressedImage if self.compressed else Image,
+            topic,
+            self._on_image,
+            IMAGE_QOS,
+            raw=True,
+            qos_overriding_options=overridable(),
+        )
+        self.skipped_unwatched = 0
+        self.diag.set(OK, f'{self.step.describe}: waiting for images on {topic}')
+
+    def on_start(self) -> None:
+        """Publish what a node publishes once at start-up (a hook for subclasses)."""
+
+    def _params_changed(self, params) -> None:
+        for prm in params:
+            if prm.name == 'max_rate_hz':
+                self.set_max_rate(float(prm.value))
+            else:
+                self.step.set(prm.name, prm.value)
+
+    def set_max_rate(self, hz: float) -> None:
+        self.worker.min_period = 1.0 / hz if hz > 0 else 0.0
+
+    def watched(self) -> frozenset:
+        """Output-image topics someone subscribes to (raw or compressed twin)."""
+        return frozenset(
+            t
+            for t, pub in self.pubs.items()
+            if t in self.twins
+            and (pub.get_subscription_count() > 0 or self.twins[t].get_subscription_count() > 0)
+        )
+
+    def _on_image(self, raw: bytes) -> None:
+        # A step for people only (feature maps) costs nothing while nobody looks.
+        if self.step.needs_watchers and not self.watched():
+            self.skipped_unwatched += 1
+            return
+        self.worker.submit(raw)
+
+    def _process(self, raw: bytes) -> None:
+        from cnn_perception.io.images import numpy_to_image
+
+        header, rgb = decode_frame(raw, self.compressed)
+        want = self.watched()
+        out = self.step(rgb, header, want)
+        for topic, msg in out.messages:
+            self.pubs[topic].publish(msg)
+        for topic, img in out.images:
+            if self.pubs[topic].get_subscription_count() > 0:
+                self.pubs[topic].publish(numpy_to_image(img, 'rgb8', header))
+            if self.twins[topic].get_subscription_count() > 0:
+                self.twins[topic].publish(encode_jpeg_msg(img, header))
+        self.frame_done(header, out.values)
+
+    def report_failure(self, exc: Exception) -> None:
+        from cnn_perception.io.images import ImageError
+
+        if isinstance(exc, ImageError):
+            self.diag.count('bad_frames')
+            self.diag.set(WARN, f'bad image skipped: {exc}')
+            return
+        self.diag.count('inference_errors')
+        n = self.worker.failures_in_a_row
+        level = ERROR if n >= self.worker.backoff_after else WARN
+        self.diag.set(level, f'{self.task} failed ({n} in a row): {type(exc).__name__}: {exc}')
+
+    def frame_done(self, header, values: dict) -> None:
+        """Diagnostics after a processed frame: frame warnings, or back to OK."""
+        warning = self.monitor.check(header)
+        if warning:
+            self.diag.count('frame_warnings')
+            self.diag.set(WARN, warning)
+        elif self.diag.level != OK:
+            self.diag.set(OK, f'{self.step.describe}: {self.task}')
+        self.diag.update(
+            processed=self.worker.processed + 1,
+            dropped=self.worker.dropped,
+            skipped_unwatched=self.skipped_unwatched,
+            **values,
+        )
+
+    def destroy_node(self) -> None:
+        if getattr(self, 'worker', None) is not None:
+            self.worker.stop()
+        super().destroy_node()

@@ -1,0 +1,109 @@
+"""Frame hand-over and frame checks shared by the nodes, without rclpy (unit-tested alone)."""
+
+from collections.abc import Callable
+import threading
+import time
+from typing import Any
+
+from cnn_perception.contract import stamp_ns
+
+
+class LatestFrameWorker:
+    """Runs `process(item)` on its own thread; `submit` replaces any item still waiting.
+
+    The executor thread only drops a reference into a one-slot mailbox, so inference
+    never blocks callbacks and frames are never queued: when the model is slower than the
+    camera, the frames in between are dropped (and counted). `min_period` (seconds)
+    throttles the rate; `process` exceptions are handed to `on_error` and the worker
+    carries on, slowing down after `backoff_after` consecutive failures.
+    """
+
+    def __init__(
+        self,
+        process: Callable[[Any], None],
+        on_error: Callable[[Exception], None],
+        name: str = 'inference',
+        backoff_after: int = 5,
+    ):
+        self._process = process
+        self._on_error = on_error
+        self._cv = threading.Condition()
+        self._item: Any = None
+        self._has_item = False
+        self._stop = False
+        self.min_period = 0.0
+        self.processed = 0
+        self.dropped = 0
+        self.failures_in_a_row = 0
+        self.backoff_after = backoff_after
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, item: Any) -> None:
+        with self._cv:
+            if self._has_item:
+                self.dropped += 1
+            self._item, self._has_item = item, True
+            self._cv.notify()
+
+    def _run(self) -> None:
+        last_start = 0.0
+        while True:
+            with self._cv:
+                while not self._has_item and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+            # Throttle before taking the item, so a newer frame may still replace it.
+            period = self.min_period
+            if self.failures_in_a_row >= self.backoff_after:
+                period = max(period, 1.0)
+            wait = last_start + period - time.monotonic()
+            if wait > 0:
+                with self._cv:
+                    self._cv.wait_for(lambda: self._stop, timeout=wait)
+                    if self._stop:
+                        return
+            with self._cv:
+                item, self._item, self._has_item = self._item, None, False
+            last_start = time.monotonic()
+            try:
+                self._process(item)
+                self.processed += 1
+                self.failures_in_a_row = 0
+            except Exception as exc:  # one bad frame must never stop the node
+                self.failures_in_a_row += 1
+                try:
+                    self._on_error(exc)
+                except Exception:  # reporting must never kill the worker either
+                    pass
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        self._thread.join(timeout)
+
+
+class FrameMonitor:
+    """Checks on a decoded frame that do not stop processing; returns a warning or None.
+
+    A missing frame_id (rviz and tf cannot place the result) and stamps going backwards
+    (a looped bag, a clock reset) are reported, and the frame is processed all the same.
+    """
+
+    def __init__(self):
+        self.last_ns: int | None = None
+
+    def check(self, header) -> str | None:
+        ns = stamp_ns(header)
+        problem = None
+        if not header.frame_id:
+            problem = 'image without frame_id (results cannot be placed in a frame)'
+        if self.last_ns is not None and ns < self.last_ns:
+            problem = (
+                f'image stamp went backwards by {(self.last_ns - ns) / 1e9:.3f} s '
+                '(bag looped or clock reset?)'
+            )
+        self.last_ns = ns
+        return problem

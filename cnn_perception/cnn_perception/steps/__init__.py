@@ -1,0 +1,62 @@
+"""One rclpy-free step per processing node: (frame, header, settings) -> result messages.
+
+The live node and offline processing (`bag process`, the demo) call the same step with
+the same parameters (the node's / the platform YAML via `params.params_from_file`), so
+live and offline results are the same by construction. A step returns `StepOutput`: the
+result messages (header copied from the frame) and the output images that were asked for
+(`want`: the output-image topics someone watches; offline: all of them).
+"""
+
+from dataclasses import dataclass, field
+import importlib
+from typing import Any
+
+import numpy as np
+
+from cnn_perception.contract import Topic
+from cnn_perception.params import Param
+
+
+@dataclass
+class StepOutput:
+    messages: list[tuple[Topic, Any]] = field(default_factory=list)
+    images: list[tuple[Topic, np.ndarray]] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict)  # for /diagnostics
+
+
+# Parameters every frame-processing node has, whatever its step.
+FRAME_PARAMS = [
+    Param(
+        'image_transport',
+        'raw',
+        'How frames arrive: raw (sensor_msgs/Image on `image`) or compressed '
+        '(sensor_msgs/CompressedImage on `image/compressed`, JPEG or PNG)',
+        choices=('raw', 'compressed'),
+    ),
+    Param(
+        'max_rate_hz',
+        0.0,
+        'Most frames processed per second (0: as fast as possible)',
+        0.0,
+        1000.0,
+        live=True,
+    ),
+]
+
+# node key (platforms.NODES) -> (module, class)
+STEPS = {
+    'classifier': ('cnn_perception.steps.classify', 'ClassifierStep'),
+    'defects': ('cnn_perception.steps.defects', 'DefectStep'),
+    'features': ('cnn_perception.steps.features', 'FeatureStep'),
+}
+
+
+def step_class(key: str):
+    module, cls = STEPS[key]
+    return getattr(importlib.import_module(module), cls)
+
+
+def node_params(step_cls) -> list[Param]:
+    """Return the node's parameters: its step's, then the frame parameters it lacks."""
+    own = {p.name for p in step_cls.PARAMS}
+    return list(step_cls.PARAMS) + [p for p in FRAME_PARAMS if p.name not in own]

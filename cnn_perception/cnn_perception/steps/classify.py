@@ -1,0 +1,100 @@
+"""The classifier's step (demo D4): frame -> top-k Classification (+ labelled overlay)."""
+
+from cnn_perception_msgs.msg import Classification, LabelMap, ObjectHypothesis
+
+from cnn_perception import contract
+from cnn_perception.core.classifier import Prediction, load_classifier
+from cnn_perception.core.draw import draw_label_panel
+from cnn_perception.core.models import DEFAULT_MODEL
+from cnn_perception.errors import UserError
+from cnn_perception.params import Param
+from cnn_perception.steps import StepOutput
+
+PARAMS = [
+    Param(
+        'model',
+        DEFAULT_MODEL,
+        'Registry name (efficientnet_lite0/1/2, mobilenet_v3_small, ...), checkpoint .pt from '
+        '`train`, or exported .onnx (runs without torch)',
+    ),
+    Param('weights', '', 'Weights file for a registry model (empty: shipped weights)'),
+    Param('backend', 'onnxruntime', 'Inference backend', choices=('onnxruntime', 'torch')),
+    Param(
+        'device',
+        'cpu',
+        'cpu or cuda (cuda: torch CUDA / ONNX Runtime CUDA+TensorRT)',
+        choices=('cpu', 'cuda'),
+    ),
+    Param('fp16', False, 'Half precision on CUDA (torch backend)'),
+    Param('input_size', 0, 'Network input size in pixels (0: the model default)', 0, 1024),
+    Param('num_threads', 0, 'CPU threads for inference (0: library default)', 0, 64),
+    Param('top_k', 5, 'Number of classes published per frame', 1, 1000, live=True),
+    Param(
+        'score_threshold', 0.0, 'Classes scoring below this are not published', 0.0, 1.0, live=True
+    ),
+]
+
+
+def classification_msg(header, pred: Prediction, model: str) -> Classification:
+    msg = Classification(header=header, model=model, inference_ms=float(pred.inference_ms))
+    msg.results = [
+        ObjectHypothesis(class_id=h.class_id, label=h.label, score=h.score) for h in pred.results
+    ]
+    return msg
+
+
+def overlay_lines(pred: Prediction, model: str) -> list[str]:
+    lines = [f'{h.label}  {h.score:.0%}' for h in pred.results[:3]]
+    return lines + [f'{model} {pred.inference_ms:.0f} ms']
+
+
+class ClassifierStep:
+    """Loads the classifier once; each call classifies one RGB frame."""
+
+    node = 'classifier'
+    PARAMS = PARAMS
+    outputs = (contract.CLASSIFICATION, contract.CLASSIFIER_OVERLAY)
+    needs_watchers = False
+
+    def __init__(self, p: dict, log=print):
+        self.top_k, self.threshold = p['top_k'], float(p['score_threshold'])
+        self.clf = load_classifier(
+            p['model'],
+            weights=p['weights'] or None,
+            backend=p['backend'],
+            device=p['device'],
+            fp16=p['fp16'],
+            num_threads=p['num_threads'],
+            input_size=p['input_size'] or None,
+        )
+        try:
+            self.clf.warm_up()
+        except Exception as exc:  # e.g. an ONNX file exported at another input size
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f'{p["model"]}: a test inference failed at start-up: {first[:200]}'
+            ) from exc
+        self.model_name = self.clf.info.name
+        self.describe = f'{self.model_name} on {p["backend"]}/{p["device"]}'
+
+    def set(self, name: str, value) -> None:
+        if name == 'top_k':
+            self.top_k = int(value)
+        elif name == 'score_threshold':
+            self.threshold = float(value)
+
+    def labels_msg(self) -> LabelMap:
+        return LabelMap(
+            model=self.model_name, labels=list(self.clf.labels), threshold=float(self.threshold)
+        )
+
+    def __call__(self, rgb, header, want=frozenset()) -> StepOutput:
+        pred = self.clf.predict(rgb, self.top_k, self.threshold)
+        out = StepOutput(
+            [(contract.CLASSIFICATION, classification_msg(header, pred, self.model_name))],
+            values={'last_inference_ms': round(pred.inference_ms, 2)},
+        )
+        if contract.CLASSIFIER_OVERLAY in want:
+            panel = draw_label_panel(rgb, overlay_lines(pred, self.model_name))
+            out.images.append((contract.CLASSIFIER_OVERLAY, panel))
+        return out
