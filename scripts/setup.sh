@@ -12,6 +12,11 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 log() { printf '[setup] %s\n' "$*"; }
+APT_PACKAGES='gstreamer1.0-plugins-base gstreamer1.0-tools gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 libgirepository1.0-dev libcairo2-dev pkg-config'
+# The last PyGObject that builds against Debian 12's gobject-introspection 1.74
+# (3.51+ need girepository-2.0 from GLib 2.80).
+PYGOBJECT='PyGObject==3.50.0'
+
 hash_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
 
 if [ -z "${ROS_DISTRO:-}" ] || [ -d .venv ]; then
@@ -24,6 +29,17 @@ if [ -z "${ROS_DISTRO:-}" ] || [ -d .venv ]; then
   req_stamp=.venv/.requirements.stamp
   want=$(hash_of requirements.txt scripts/setup.sh)
   if [ "$(cat "$req_stamp" 2>/dev/null)" != "$want" ]; then
+    # GStreamer for `gst:` camera sources: the pip OpenCV has none, so they run through
+    # PyGObject, which pip builds against these Debian packages (idempotent: only the
+    # missing ones are installed; without root they are reported and the tests skip).
+    missing=$(for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+    if [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      log "apt-get install $(echo $missing)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing \
+        >/dev/null
+    elif [ -n "$missing" ]; then
+      log "not installed (needs root): $(echo $missing); gst: sources need an OpenCV with GStreamer"
+    fi
     log 'installing requirements.txt into .venv (first run: a few minutes)'
     # The ros_wheels_bootstrapper .pth re-executes Python to set LD_LIBRARY_PATH;
     # pip does not need it.
@@ -38,6 +54,12 @@ if [ -z "${ROS_DISTRO:-}" ] || [ -d .venv ]; then
       | xargs -0 -r sed -i -E \
         -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#${pyinc}#g" \
         -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#${npinc}#g"
+    if [ -n "$(for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)" ]; then
+      log 'PyGObject skipped: its build dependencies are missing'
+    else
+      _ROS_WHEELS_BOOTSTRAP_COMPLETE=1 .venv/bin/python -m pip install --quiet \
+        --disable-pip-version-check "$PYGOBJECT" || log 'PyGObject failed to build; gst: via OpenCV only'
+    fi
     echo "$want" > "$req_stamp"
   else
     log '.venv is up to date'

@@ -26,9 +26,13 @@ def test_parse_every_accepted_form():
         'bag', '/tmp/my bag', '/camera/image_raw'
     )
     assert parse_source('test:').kind == 'test'
+    # issue 14: a bag without a topic uses its only image topic; topics need no slash
+    assert parse_source('bag:/tmp/b') == SourceSpec('bag', '/tmp/b', '')
+    assert parse_source('bag:/tmp/b:cam/image') == SourceSpec('bag', '/tmp/b', 'cam/image')
+    assert parse_source('picamera2:1') == SourceSpec('picamera2', '1')
 
 
-@pytest.mark.parametrize('text', ['webcam', 'http://x', 'file:', 'bag:/tmp/b', ''])
+@pytest.mark.parametrize('text', ['webcam', 'http://x', 'file:', 'bag:', 'picamera2:x', ''])
 def test_unparseable_sources_name_the_accepted_forms(text):
     with pytest.raises(SourceError, match='accepted|use bag:') as err:
         parse_source(text)

@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
     q.set_defaults(func=_play)
 
     q = bsub.add_parser('info', help='topics, types, counts, duration')
-    q.add_argument('bag', type=Path)
+    q.add_argument('bag', type=Path, help='rosbag2 directory or ROS 1 .bag file')
     q.add_argument('--json', action='store_true')
     q.set_defaults(func=_info)
 
@@ -42,13 +42,23 @@ def add_parser(sub) -> None:
     q.add_argument('bag_in', type=Path, metavar='IN')
     q.add_argument('bag_out', type=Path, metavar='OUT')
     q.add_argument('--classifier', action='store_true')
-    q.add_argument('--model', default='efficientnet_lite0', help='classifier model')
+    q.add_argument('--model', default=None, help='classifier model (default: the params file)')
     q.add_argument(
         '--defects', default=None, metavar='MODEL', help='defect model (.npz or builtin:brick)'
     )
     q.add_argument('--features', action='store_true')
-    q.add_argument('--image-topic', default='/cnn_perception/camera/image_raw')
-    q.add_argument('--backend', choices=('onnxruntime', 'torch'), default='onnxruntime')
+    q.add_argument(
+        '--image-topic',
+        default=None,
+        help="Image or CompressedImage topic (default: the bag's only image topic)",
+    )
+    q.add_argument(
+        '--params-file',
+        type=Path,
+        default=None,
+        help='node parameters YAML, as for `run` (default: config/desktop.yaml)',
+    )
+    q.add_argument('--backend', choices=('onnxruntime', 'torch'), default=None)
     q.add_argument('--storage', choices=STORAGE, default='mcap')
     q.set_defaults(func=_process)
 
@@ -78,7 +88,7 @@ def _info(args) -> int:
 def _process(args) -> int:
     from cnn_perception.bagtools import process
 
-    process(
+    report = process(
         args.bag_in,
         args.bag_out,
         args.image_topic,
@@ -88,5 +98,6 @@ def _process(args) -> int:
         args.storage,
         args.model,
         args.backend,
+        args.params_file,
     )
-    return 0
+    return 130 if report.interrupted == 'signal' else 0

@@ -45,38 +45,175 @@ def typestore():
     return store
 
 
-def open_reader(path: str | Path):
-    """Open a rosbags Reader; a missing or corrupt bag raises BagError naming it."""
-    from rosbags.rosbag2 import Reader
-
-    from cnn_perception.errors import BagError
-
-    path = Path(path)
-    if not (path / 'metadata.yaml').is_file():
-        raise BagError(f'{path}: not a rosbag2 directory (no metadata.yaml)')
-    try:
-        reader = Reader(path)
-        reader.open()
-    except Exception as exc:  # rosbags raises ReaderError and storage-specific errors
-        raise BagError(f'{path}: cannot open bag ({str(exc).splitlines()[0][:200]})') from exc
-    return reader
+IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 
 
-def image_messages(path: str | Path, topic: str):
-    """Yield the sensor_msgs/Image messages of one topic, decoded with the typestore."""
-    from cnn_perception.errors import BagError
+def norm_topic(topic: str) -> str:
+    """'/a/b' for 'a/b' too: some recorders store topics without the leading slash."""
+    return '/' + topic.lstrip('/')
 
-    reader = open_reader(path)
-    store = typestore()
-    try:
-        conns = [c for c in reader.connections if c.topic == topic]
-        if not conns:
+
+class BagReader:
+    """A rosbag2 directory (MCAP or sqlite3, any metadata version) or a ROS 1 `.bag`.
+
+    One API over both: `connections` (topic, msgtype, msgcount), `messages()` yielding
+    (connection, bag time ns, raw bytes), `to_cdr` (what DDS and rosbag2 carry) and
+    `deserialize`. rosbag2 messages are read with this project's type store (ROS 2 Jazzy
+    plus cnn_perception_msgs), so a bag without type definitions (Foxy's metadata
+    version 1) reads too; ROS 1 bags carry their definitions and are read with them.
+    """
+
+    def __init__(self, path: str | Path):
+        from cnn_perception.errors import BagError
+
+        self.path = Path(path)
+        self.ros1 = self.path.suffix == '.bag' and self.path.is_file()
+        if not self.ros1 and not (self.path / 'metadata.yaml').is_file():
+            hint = ''
+            if self.path.is_file() and (self.path.parent / 'metadata.yaml').is_file():
+                hint = f'; pass the bag directory {self.path.parent}'
             raise BagError(
-                f'{path}: no topic {topic} (has: '
-                + ', '.join(sorted({c.topic for c in reader.connections}))
-                + ')'
+                f'{self.path}: not a rosbag2 directory (no metadata.yaml) nor a ROS 1 .bag '
+                f'file{hint}'
             )
-        for conn, _stamp, raw in reader.messages(connections=conns):
-            yield store.deserialize_cdr(raw, conn.msgtype)
-    finally:
-        reader.close()
+        try:
+            if self.ros1:
+                from rosbags.highlevel import AnyReader
+
+                self.reader = AnyReader([self.path])
+            else:
+                from rosbags.rosbag2 import Reader
+
+                self.reader = Reader(self.path)
+            self.reader.open()
+        except Exception as exc:  # rosbags raises ReaderError and storage-specific errors
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BagError(f'{self.path}: cannot open bag ({first[:200]})') from exc
+        self.store = self.reader.typestore if self.ros1 else typestore()
+
+    @property
+    def connections(self):
+        return self.reader.connections
+
+    def image_connections(self, topic: str | None = None) -> list:
+        """Return the connections of image topic `topic`, or of the bag's only image topic.
+
+        With no topic given, a bag with several image topics fails in one line that lists
+        them; so does a topic the bag does not have.
+        """
+        from cnn_perception.errors import BagError
+
+        images = {}
+        for c in self.connections:
+            if c.msgtype in IMAGE_TYPES:
+                images.setdefault(c.topic, [c.msgtype, 0])[1] += c.msgcount
+        listing = ', '.join(f'{t} ({m.rsplit("/", 1)[-1]}, {n})' for t, (m, n) in images.items())
+        if topic is None:
+            if len(images) != 1:
+                raise BagError(
+                    f'{self.path}: '
+                    + (
+                        f'several image topics: {listing}; choose one with --image-topic'
+                        if images
+                        else 'no sensor_msgs Image or CompressedImage topic (has: '
+                        + ', '.join(sorted({c.topic for c in self.connections}))
+                        + ')'
+                    )
+                )
+            topic = next(iter(images))
+        conns = [c for c in self.connections if norm_topic(c.topic) == norm_topic(topic)]
+        if not conns:
+            raise BagError(f'{self.path}: no topic {topic} (image topics: {listing or "none"})')
+        if conns[0].msgtype not in IMAGE_TYPES:
+            raise BagError(f'{self.path}: {topic} is {conns[0].msgtype}, not an image topic')
+        return conns
+
+    def messages(self, connections=None):
+        return self.reader.messages(connections=connections or self.connections)
+
+    def to_cdr(self, raw, msgtype: str) -> bytes:
+        """CDR bytes of a message as stored; ROS 1 messages become their ROS 2 type.
+
+        A ROS 1 message is read with the bag's own definitions and rebuilt field by field
+        as the ROS 2 type of the same name (std_msgs/Header loses `seq`, as in ROS 2);
+        a type ROS 2 does not have raises BagError.
+        """
+        if not self.ros1:
+            return bytes(raw)
+        ros2 = typestore()
+        if msgtype not in ros2.types:
+            from cnn_perception.errors import BagError
+
+            raise BagError(f'{msgtype} has no ROS 2 equivalent in this environment')
+        msg = _as_ros2(self.deserialize(raw, msgtype), msgtype, ros2)
+        return bytes(ros2.serialize_cdr(msg, msgtype))
+
+    def deserialize(self, raw, msgtype: str):
+        if self.ros1:
+            return self.store.deserialize_ros1(bytes(raw), msgtype)
+        return self.store.deserialize_cdr(bytes(raw), msgtype)
+
+    def __getattr__(self, name: str):
+        # message_count, start_time, end_time, duration: the reader's own
+        return getattr(self.reader, name)
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _as_ros2(obj, msgtype: str, store):
+    """Rebuild a (ROS 1) rosbags message as `store`'s type of the same name."""
+    cls = store.types[msgtype]
+    kwargs = {}
+    for name in cls.__dataclass_fields__:
+        if name == '__msgtype__':
+            continue
+        value = getattr(obj, name)
+        sub = getattr(value, '__msgtype__', None)
+        if sub:
+            value = _as_ros2(value, sub, store)
+        elif isinstance(value, list) and value and getattr(value[0], '__msgtype__', None):
+            value = [_as_ros2(v, v.__msgtype__, store) for v in value]
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def open_reader(path: str | Path) -> BagReader:
+    """Open a bag; a missing or corrupt bag raises BagError naming it."""
+    return BagReader(path)
+
+
+def decode_bag_frame(reader: BagReader, conn, raw):
+    """(message, RGB frame) of one stored image message; ImageError says what is wrong."""
+    from cnn_perception.io.images import ImageError, frame_to_rgb8
+
+    try:
+        msg = reader.deserialize(raw, conn.msgtype)
+    except Exception as exc:  # rosbags raises SerdeError, struct.error, IndexError, ...
+        raise ImageError(
+            f'undeserialisable {conn.msgtype.rsplit("/", 1)[-1]} ({type(exc).__name__}, '
+            f'{len(raw)} bytes)'
+        ) from exc
+    return msg, frame_to_rgb8(msg)
+
+
+def image_frames(path: str | Path, topic: str | None = None, on_bad=None):
+    """Yield (header, RGB frame) of one image topic; bad messages go to `on_bad(why)`."""
+    from cnn_perception.io.images import ImageError
+
+    with BagReader(path) as reader:
+        conns = reader.image_connections(topic)
+        for conn, stamp, raw in reader.messages(conns):
+            try:
+                msg, rgb = decode_bag_frame(reader, conn, raw)
+            except ImageError as exc:
+                if on_bad is not None:
+                    on_bad(f'{conn.topic} at {stamp}: {exc}')
+                continue
+            yield msg.header, rgb

@@ -52,6 +52,9 @@ def image_to_numpy(msg) -> tuple[np.ndarray, str]:
     if h > MAX_SIDE or w > MAX_SIDE:
         raise ImageError(f'absurd size {w}x{h} (limit {MAX_SIDE} per side)')
     row = w * channels * dtype.itemsize
+    if step == 0:
+        # Some drivers leave step unset: packed rows, as cv_bridge / OpenCV read it.
+        step = row
     if step < row:
         raise ImageError(f'step {step} is smaller than width x pixel size = {row}')
     data = msg.data
@@ -69,6 +72,55 @@ def image_to_numpy(msg) -> tuple[np.ndarray, str]:
     if msg.is_bigendian and dtype.itemsize > 1:
         arr = arr.astype(dtype)  # native byte order for everything downstream
     return arr, enc
+
+
+def compressed_to_rgb8(msg) -> np.ndarray:
+    """sensor_msgs/CompressedImage (JPEG or PNG) -> HxWx3 uint8 RGB.
+
+    `format` as image_transport's compressed plugin writes it (`rgb8; jpeg compressed
+    bgr8`: original encoding; codec; the channel order that was compressed), or a bare
+    codec (`jpeg`, `png`, ROS 1's `jpg`). OpenCV decodes to the stored order, which is
+    BGR unless the format says `compressed rgb...`.
+    """
+    fmt = (msg.format or '').strip().lower()
+    codec = fmt.split(';')[1].split()[0] if ';' in fmt else fmt.split(' ')[0]
+    if 'compresseddepth' in fmt or codec not in ('', 'jpeg', 'jpg', 'png'):
+        raise ImageError(
+            f'unsupported compressed format {msg.format!r} (supported: jpeg, png, as '
+            'image_transport compressed writes them)'
+        )
+    data = msg.data
+    if len(data) == 0:
+        raise ImageError('compressed image with no data')
+    buf = np.frombuffer(
+        memoryview(data).cast('B') if not isinstance(data, bytes) else data, np.uint8
+    )
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise ImageError(f'undecodable {codec or "compressed"} data: {exc}') from exc
+    if img is None or img.size == 0:
+        raise ImageError(
+            f'undecodable {codec or "compressed"} data ({len(data)} bytes; truncated or '
+            'not an image)'
+        )
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ImageError(f'decoded image of type {img.dtype} is not supported')
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    stored_rgb = 'compressed rgb' in fmt
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_RGBA2RGB if stored_rgb else cv2.COLOR_BGRA2RGB)
+    return img if stored_rgb else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def frame_to_rgb8(msg) -> np.ndarray:
+    """Convert an Image or a CompressedImage (rclpy or rosbags message) to HxWx3 RGB."""
+    if hasattr(msg, 'format'):
+        return compressed_to_rgb8(msg)
+    return to_rgb8(msg)
 
 
 def to_rgb8(msg) -> np.ndarray:
@@ -104,12 +156,10 @@ def array_to_rgb8(arr: np.ndarray, enc: str) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_GRAY2RGB)
 
 
-def numpy_to_image(arr: np.ndarray, encoding: str, header=None, image_cls=None):
-    """Wrap an array in a sensor_msgs/Image (rclpy's unless `image_cls` is given)."""
-    if image_cls is None:
-        from sensor_msgs.msg import Image
+def numpy_to_image(arr: np.ndarray, encoding: str, header=None):
+    """Wrap an array in an rclpy sensor_msgs/Image."""
+    from sensor_msgs.msg import Image
 
-        image_cls = Image
     if encoding not in ENCODINGS:
         raise ImageError(f'unsupported encoding {encoding!r}')
     channels, dtype = ENCODINGS[encoding]
@@ -117,7 +167,7 @@ def numpy_to_image(arr: np.ndarray, encoding: str, header=None, image_cls=None):
     expected = 3 if channels > 1 else 2
     if arr.ndim != expected or (channels > 1 and arr.shape[2] != channels):
         raise ImageError(f'array of shape {arr.shape} does not fit encoding {encoding}')
-    msg = image_cls()
+    msg = Image()
     if header is not None:
         msg.header = header
     msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])

@@ -3,10 +3,14 @@
 Accepted forms:
   v4l2:/dev/video0  or a bare index such as 0   -- a V4L2 camera (OpenCV)
   gst:<pipeline>                               -- GStreamer, e.g. nvarguscamerasrc (Jetson
-                                                  CSI), libcamerasrc (Pi camera), RTSP
+                                                  CSI), libcamerasrc (Pi camera), RTSP;
+                                                  through OpenCV or PyGObject
+  picamera2: or picamera2:<index>              -- Raspberry Pi CSI camera (Picamera2)
   file:<video>                                 -- a video file
   dir:<folder>                                 -- image files, sorted by name
-  bag:<rosbag2 dir>:<image topic>              -- sensor_msgs/Image messages from a bag
+  bag:<bag>[:<image topic>]                    -- Image / CompressedImage messages of a
+                                                  rosbag2 directory or ROS 1 .bag (the
+                                                  bag's only image topic if none given)
   test:                                        -- a synthetic moving scene made of real
                                                   photographs (scikit-image), no camera
 Files that do not exist at start are an error (a typo); a live device that cannot be
@@ -19,12 +23,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cnn_perception.errors import SourceError
+from cnn_perception.errors import SourceError, UserError
 
 ACCEPTED = (
-    'v4l2:/dev/videoN, N (camera index), gst:<pipeline>, file:<video>, dir:<folder>, '
-    'bag:<rosbag2 dir>:<image topic>, test:'
+    'v4l2:/dev/videoN, N (camera index), gst:<pipeline>, picamera2:[N], file:<video>, '
+    'dir:<folder>, bag:<bag>[:<image topic>], test:'
 )
+KINDS = ('v4l2', 'gst', 'picamera2', 'file', 'dir', 'bag', 'test')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
 
@@ -42,10 +47,6 @@ class SourceSpec:
     target: str = ''
     topic: str = ''
 
-    @property
-    def live(self) -> bool:
-        return self.kind in ('v4l2', 'gst')
-
 
 def parse_source(text: str) -> SourceSpec:
     """Parse a source string; SourceError names it and lists the accepted forms."""
@@ -53,27 +54,46 @@ def parse_source(text: str) -> SourceSpec:
     if s.isdigit():
         return SourceSpec('v4l2', s)
     kind, sep, rest = s.partition(':')
-    if not sep or kind not in ('v4l2', 'gst', 'file', 'dir', 'bag', 'test'):
+    if not sep or kind not in KINDS:
         raise SourceError(f'cannot parse camera source {text!r}; accepted: {ACCEPTED}')
-    if kind == 'test':
-        return SourceSpec('test', rest)
+    if kind in ('test', 'picamera2'):
+        if kind == 'picamera2' and rest and not rest.isdigit():
+            raise SourceError(
+                f'camera source {text!r}: use picamera2: or picamera2:<index>; accepted: '
+                f'{ACCEPTED}'
+            )
+        return SourceSpec(kind, rest)
     if not rest:
         raise SourceError(
             f'camera source {text!r} names nothing after {kind}:; accepted: {ACCEPTED}'
         )
     if kind == 'bag':
+        # bag:<bag> (its only image topic) or bag:<bag>:<topic>
         bag, sep, topic = rest.rpartition(':')
-        if not sep or not bag or not topic.startswith('/'):
-            raise SourceError(
-                f'camera source {text!r}: use bag:<rosbag2 dir>:<image topic> '
-                '(topic starting with /)'
-            )
+        if not sep or not bag or Path(rest).exists():
+            return SourceSpec('bag', rest, '')
         return SourceSpec('bag', bag, topic)
     return SourceSpec(kind, rest)
 
 
 def check_openable(spec: SourceSpec) -> None:
-    """Fail at start for file-like sources that are not there."""
+    """Fail at start for file-like sources that are not there, and camera stacks that are.
+
+    A `gst:` pipeline needs GStreamer through OpenCV or PyGObject; `picamera2:` needs
+    Picamera2. Without them the node could only retry forever, so it stops with one line.
+    """
+    if spec.kind == 'gst':
+        from cnn_perception.io.camera_stacks import gstreamer_backend
+
+        gstreamer_backend()
+    if spec.kind == 'picamera2':
+        import importlib.util
+
+        if importlib.util.find_spec('picamera2') is None:
+            raise SourceError(
+                'camera source picamera2: needs Picamera2 (Raspberry Pi OS: apt install '
+                'python3-picamera2; create the venv with --system-site-packages)'
+            )
     if spec.kind == 'file' and not Path(spec.target).is_file():
         raise SourceError(f'camera source file:{spec.target}: no such video file')
     if spec.kind == 'dir':
@@ -84,10 +104,14 @@ def check_openable(spec: SourceSpec) -> None:
             raise SourceError(
                 f'camera source dir:{spec.target}: no image files ({", ".join(IMAGE_SUFFIXES)})'
             )
-    if spec.kind == 'bag' and not (Path(spec.target) / 'metadata.yaml').is_file():
-        raise SourceError(
-            f'camera source bag:{spec.target}: not a rosbag2 directory (no metadata.yaml)'
-        )
+    if spec.kind == 'bag':
+        from cnn_perception.io.bags import BagReader
+
+        try:  # the bag opens and has the image topic (or exactly one)
+            with BagReader(spec.target) as reader:
+                reader.image_connections(spec.topic or None)
+        except UserError as exc:
+            raise SourceError(f'camera source bag:{exc}') from exc
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -204,29 +228,37 @@ class VideoSource:
 
 
 class BagSource:
+    """Image or CompressedImage messages of one topic of a rosbag2 or ROS 1 bag.
+
+    A message that does not decode is skipped and kept in `problems` (the node reports
+    it on /diagnostics); the next good frame is sent.
+    """
+
     def __init__(self, spec: SourceSpec, width: int, height: int, loop: bool):
-        from cnn_perception.io.bags import image_messages
+        from cnn_perception.io.bags import image_frames
 
         self.spec, self.width, self.height, self.loop = spec, width, height, loop
-        self._open = lambda: image_messages(spec.target, spec.topic)
+        self.problems: list[str] = []
+        self._open = lambda: image_frames(spec.target, spec.topic or None, self.problems.append)
         self._it = self._open()
+        self.sent_any = False
 
     def read(self) -> np.ndarray:
-        from cnn_perception.io.images import to_rgb8
-
         try:
-            msg = next(self._it)
+            _, rgb = next(self._it)
         except StopIteration:
-            if not self.loop:
+            if not self.loop or not self.sent_any:
+                if not self.sent_any:
+                    raise SourceLost(f'bag:{self.spec.target}: no decodable image') from None
                 raise SourceEnded(f'bag:{self.spec.target}: end of bag') from None
             self._it = self._open()
-            try:
-                msg = next(self._it)
-            except StopIteration:
-                raise SourceLost(
-                    f'bag:{self.spec.target}: no images on {self.spec.topic}'
-                ) from None
-        return _fit(to_rgb8(msg), self.width, self.height)
+            _, rgb = next(self._it)
+        self.sent_any = True
+        return _fit(rgb, self.width, self.height)
+
+    def pop_problems(self) -> list[str]:
+        out, self.problems[:] = list(self.problems), []
+        return out
 
     def close(self) -> None:
         pass
@@ -244,4 +276,26 @@ def open_source(
         return DirSource(spec.target, width, height, loop)
     if spec.kind == 'bag':
         return BagSource(spec, width, height, loop)
+    if spec.kind == 'picamera2':
+        from cnn_perception.io.camera_stacks import Picamera2Source
+
+        return Picamera2Source(int(spec.target or 0), width, height, fps)
+    if spec.kind == 'gst':
+        from cnn_perception.io.camera_stacks import GstSource, gstreamer_backend
+
+        if gstreamer_backend() == 'pygobject':
+            return _Fitted(GstSource(spec.target), width, height)
     return VideoSource(spec, width, height, fps, loop)
+
+
+class _Fitted:
+    """A source whose frames are resized to the requested output size."""
+
+    def __init__(self, source, width: int, height: int):
+        self.source, self.width, self.height = source, width, height
+
+    def read(self) -> np.ndarray:
+        return _fit(self.source.read(), self.width, self.height)
+
+    def close(self) -> None:
+        self.source.close()

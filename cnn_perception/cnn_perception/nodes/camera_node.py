@@ -1,8 +1,10 @@
 """camera_node: frames from a camera, video, folder, bag or the built-in test scene.
 
-Publishes `camera/image_raw` (sensor-data QoS) and `camera/camera_info` stamped with the
-capture time. A source that fails is reported on /diagnostics and reopened with
-exponential back-off; the node itself stays up.
+Publishes `camera/image_raw` (sensor-data QoS), its JPEG twin
+`camera/image_raw/compressed` (only encoded while someone subscribes: a datalink cannot
+carry raw frames) and `camera/camera_info`, stamped with the capture time. A source that
+fails is reported on /diagnostics and reopened with exponential back-off; a bag message
+that does not decode is skipped with a WARN; the node itself stays up.
 """
 
 import sys
@@ -10,8 +12,9 @@ import time
 
 import cv2
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from cnn_perception import contract
 from cnn_perception.io.calibration import load_camera_info
 from cnn_perception.io.images import numpy_to_image
 from cnn_perception.io.sources import (
@@ -33,6 +36,7 @@ from cnn_perception.nodes.common import (
     overridable,
     run_node,
 )
+from cnn_perception.nodes.frame_node import encode_jpeg_msg
 
 PARAMS = [
     Param('source', 'test:', f'Frame source; accepted: {ACCEPTED}'),
@@ -51,6 +55,7 @@ PARAMS = [
         0,
         100,
     ),
+    Param('jpeg_quality', 80, 'JPEG quality of camera/image_raw/compressed', 1, 100, live=True),
     Param(
         'camera_info_url',
         '',
@@ -73,12 +78,17 @@ class CameraNode(Node):
         self.wait_deadline = time.monotonic() + WAIT_LIMIT
         self.info_template = load_camera_info(p['camera_info_url'], self.width, self.height)
         self.diag = Diagnostics(self, hardware_id=p['source'])
+        self.jpeg_quality = p['jpeg_quality']
         self.image_pub = self.create_publisher(
-            Image, 'camera/image_raw', IMAGE_QOS, qos_overriding_options=overridable()
+            Image, contract.CAMERA_IMAGE.name, IMAGE_QOS, qos_overriding_options=overridable()
+        )
+        self.jpeg_pub = self.create_publisher(
+            CompressedImage, contract.CAMERA_IMAGE_COMPRESSED.name, IMAGE_QOS
         )
         self.info_pub = self.create_publisher(
-            CameraInfo, 'camera/camera_info', IMAGE_QOS, qos_overriding_options=overridable()
+            CameraInfo, contract.CAMERA_INFO.name, IMAGE_QOS, qos_overriding_options=overridable()
         )
+        self.add_post_set_parameters_callback(self._params_changed)
         self.source = None
         self.backoff = BACKOFF_MIN
         self.next_try = 0.0
@@ -87,6 +97,11 @@ class CameraNode(Node):
         self.last_sent = -1e9
         self._connect()
         self.timer = self.create_timer(1.0 / self.fps, self._tick)
+
+    def _params_changed(self, params) -> None:
+        for prm in params:
+            if prm.name == 'jpeg_quality':
+                self.jpeg_quality = int(prm.value)
 
     def _connect(self) -> bool:
         try:
@@ -137,6 +152,12 @@ class CameraNode(Node):
         except SourceLost as exc:
             self._lost(str(exc))
             return
+        except Exception as exc:  # a source bug must not kill the timer (and the node)
+            self._lost(f'{type(exc).__name__}: {exc}')
+            return
+        for problem in getattr(self.source, 'pop_problems', list)():
+            self.diag.count('bad_messages_skipped')
+            self.diag.set(WARN, f'bad bag message skipped: {problem}')
         stamp = self.get_clock().now().to_msg()
         if self.encoding == 'bgr8':
             frame = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
@@ -152,10 +173,12 @@ class CameraNode(Node):
         if info.width == 0:  # uncalibrated, native size: fill in what we now know
             info.width, info.height = msg.width, msg.height
         self.image_pub.publish(msg)
+        if self.jpeg_pub.get_subscription_count() > 0:
+            self.jpeg_pub.publish(encode_jpeg_msg(rgb, msg.header, self.jpeg_quality))
         self.info_pub.publish(info)
         self.last_sent = now
         self.sent += 1
-        self.diag.values['frames_sent'] = self.sent
+        self.diag.update(frames_sent=self.sent)
 
 
 def main(args=None) -> int:
