@@ -5,10 +5,11 @@ Run it on the Jetson (or any CUDA machine) with the package on PYTHONPATH:
     python cnn_perception/scripts/cuda_check.py [--device cuda] [--json OUT.json]
 
 What it checks, each against the CPU result in the same run:
-1. classifier (torch backend) on chelsea and coffee: same top-1 on cuda fp32 and cuda
-   fp16 as on the CPU, and the largest logit difference;
-2. classifier speed at 224 px: median network time on cpu, cuda fp32, cuda fp16, and a
-   whole 640x480 frame (preprocessing included) on cuda fp16;
+1. classifier (torch backend) on chelsea and coffee, for each of --models (e.g.
+   efficientnet_lite0,efficientnet_lite2): same top-1 on cuda fp32 and cuda fp16 as on
+   the CPU, and the largest logit difference;
+2. classifier speed at each model's own input size: median network time on cpu, cuda
+   fp32, cuda fp16, and a whole 640x480 frame (preprocessing included) on cuda fp16;
 3. ONNX Runtime's CUDA provider, when the installed build has one (parity, speed);
 4. defect detector: patch features on cuda (fp16) vs cpu, then fit + calibrate + evaluate
    on brick crops (100 normal for fitting and calibration, 40 + 40 to test) on both,
@@ -47,14 +48,22 @@ def photos():
     return {'chelsea': data.chelsea(), 'coffee': data.coffee()}
 
 
+MODELS = ['efficientnet_lite0']
+
+
 def classifier_parity(dev: str) -> dict:
+    """Every model of --models: cuda fp32 / fp16 against the CPU on both photographs."""
+    return {m: _parity(dev, m) for m in MODELS}
+
+
+def _parity(dev: str, model: str) -> dict:
     from cnn_perception.core.classifier import load_classifier
 
     out = {}
-    cpu = load_classifier(backend='torch', device='cpu')
+    cpu = load_classifier(model, backend='torch', device='cpu')
     variants = {
-        'cuda_fp32': load_classifier(backend='torch', device=dev),
-        'cuda_fp16': load_classifier(backend='torch', device=dev, fp16=True),
+        'cuda_fp32': load_classifier(model, backend='torch', device=dev),
+        'cuda_fp16': load_classifier(model, backend='torch', device=dev, fp16=True),
     }
     for name, img in photos().items():
         ref = cpu.predict(img, top_k=1)
@@ -70,6 +79,11 @@ def classifier_parity(dev: str) -> dict:
 
 
 def classifier_speed(dev: str) -> dict:
+    """Every model of --models at its own input size, side by side in one run."""
+    return {m: _speed(dev, m) for m in MODELS}
+
+
+def _speed(dev: str, model: str) -> dict:
     from cnn_perception.core.classifier import load_classifier
 
     img = photos()['chelsea']
@@ -80,8 +94,9 @@ def classifier_speed(dev: str) -> dict:
         ('cuda_fp32', {'device': dev}),
         ('cuda_fp16', {'device': dev, 'fp16': True}),
     ):
-        clf = load_classifier(backend='torch', **kw)
+        clf = load_classifier(model, backend='torch', **kw)
         x = clf.preprocess(frame)
+        res['input_size'] = clf.preprocess.crop
         res[f'{name}_network_ms'] = median_ms(lambda c=clf, x=x: c.backend.run(x))
         if name == 'cuda_fp16':
             res[f'{name}_frame_640x480_ms'] = median_ms(lambda c=clf: c.predict(frame))
@@ -216,7 +231,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--device', default='cuda')
     ap.add_argument('--json', default=None, help='write the results here too')
+    ap.add_argument(
+        '--models',
+        default=','.join(MODELS),
+        help='comma-separated registry models for the classifier sections',
+    )
     args = ap.parse_args()
+    MODELS[:] = [m for m in args.models.split(',') if m]
     report = {}
     ok = True
     for name, fn in (
