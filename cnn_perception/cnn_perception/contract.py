@@ -127,17 +127,13 @@ QOS_WORDS = {
     'output_image': 'reliable, depth 1',
     'latched': 'reliable, transient local',
 }
-NODE_EXECUTABLES = {
-    'camera': 'camera_node',
-    'classifier': 'classifier_node',
-    'defects': 'defect_detector_node',
-    'features': 'feature_map_node',
-    '*': 'every node',
-}
 
 
 def topics_markdown() -> str:
     """Return the README's topic table, made from `TOPICS` (a test keeps them equal)."""
+    from cnn_perception.platforms import NODES
+
+    exe = {key: spec.executable for key, spec in NODES.items()} | {'*': 'every node'}
     rows = [
         '| topic | type | QoS | published by | what |',
         '|---|---|---|---|---|',
@@ -145,12 +141,12 @@ def topics_markdown() -> str:
     for t in TOPICS:
         rows.append(
             f'| `{t.name}` | {t.type.replace("/msg/", "/")} | {QOS_WORDS[t.qos]} | '
-            f'{NODE_EXECUTABLES[t.node]} | {t.what} |'
+            f'{exe[t.node]} | {t.what} |'
         )
     for t in OUTPUT_IMAGES:
         rows.append(
             f'| `{compressed_topic(t.name)}` | sensor_msgs/CompressedImage | '
-            f'{QOS_WORDS["output_image"]} | {NODE_EXECUTABLES[t.node]} | JPEG twin, while '
+            f'{QOS_WORDS["output_image"]} | {exe[t.node]} | JPEG twin, while '
             'subscribed |'
         )
     return '\n'.join(rows)

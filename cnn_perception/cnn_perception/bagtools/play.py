@@ -5,7 +5,7 @@ from pathlib import Path
 import threading
 import time
 
-from cnn_perception.bagtools import _stop_on_signals
+from cnn_perception.bagtools.common import stop_on_signals
 from cnn_perception.contract import message_class
 from cnn_perception.errors import BagError, UserError
 from cnn_perception.io.bags import BagReader, norm_topic
@@ -41,7 +41,7 @@ def play(
         reader.close()
         raise BagError(f'{bag}: none of the requested topics is in the bag (or playable)')
     stop = threading.Event()
-    _stop_on_signals(stop)
+    stop_on_signals(stop)
     rclpy.init(signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
     node = rclpy.create_node('cnn_perception_bag_player')
     # Reliable publishers match both reliable and best-effort subscribers.

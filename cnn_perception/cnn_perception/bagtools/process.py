@@ -14,7 +14,7 @@ from pathlib import Path
 import threading
 
 from cnn_perception import contract
-from cnn_perception.bagtools import _stop_on_signals
+from cnn_perception.bagtools.common import stop_on_signals
 from cnn_perception.errors import BagError, UserError
 from cnn_perception.io.bags import BagReader, decode_bag_frame, norm_topic, typestore
 
@@ -125,7 +125,7 @@ def process(
     report = ProcessReport(image_topic=norm_topic(conns[0].topic))
     store = typestore()
     stop = threading.Event()
-    _stop_on_signals(stop)
+    stop_on_signals(stop)
     writer = Writer(
         bag_out,
         version=9,
@@ -178,7 +178,7 @@ def process(
         writer.close()
         reader.close()
     log(report.summary(bag_out))
-    if report.frames == 0 and not report.interrupted == 'signal':
+    if report.frames == 0 and report.interrupted != 'signal':
         raise BagError(
             f'{bag_in}: not one frame of {report.image_topic} could be processed '
             f'({len(report.skipped)} skipped; see above); {bag_out} holds no results'

@@ -5,7 +5,7 @@ from pathlib import Path
 import threading
 import time
 
-from cnn_perception.bagtools import _stop_on_signals
+from cnn_perception.bagtools.common import stop_on_signals
 from cnn_perception.contract import message_class
 from cnn_perception.errors import UserError
 from cnn_perception.io.bags import typestore
@@ -36,7 +36,7 @@ def record(
     if out.exists():
         raise UserError(f'{out}: exists already; bags are never overwritten')
     stop = threading.Event()
-    _stop_on_signals(stop)
+    stop_on_signals(stop)
     rclpy.init(signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
     node = rclpy.create_node('cnn_perception_bag_recorder')
     store = typestore()

@@ -1,4 +1,4 @@
-"""sensor_msgs/Image <-> numpy, in one place for every node.
+"""sensor_msgs/Image and CompressedImage <-> numpy, in one place for every node.
 
 Without a ROS install there is no cv_bridge for ROS 2 (the package index's `cv-bridge`
 is ROS 1's and breaks on numpy 2), so this module does the conversion itself for rgb8,
@@ -176,3 +176,15 @@ def numpy_to_image(arr: np.ndarray, encoding: str, header=None):
     msg.step = int(arr.strides[0])
     msg.data = arr.tobytes()
     return msg
+
+
+def jpeg_msg(rgb, header, quality: int = 80):
+    """Encode an RGB frame as an rclpy CompressedImage (JPEG), as image_transport does."""
+    ok, buf = cv2.imencode(
+        '.jpg', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    )
+    if not ok:
+        raise ValueError('JPEG encoding failed')
+    from sensor_msgs.msg import CompressedImage
+
+    return CompressedImage(header=header, format='rgb8; jpeg compressed bgr8', data=buf.tobytes())

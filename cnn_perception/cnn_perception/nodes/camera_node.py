@@ -16,7 +16,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from cnn_perception import contract
 from cnn_perception.io.calibration import load_camera_info
-from cnn_perception.io.images import numpy_to_image
+from cnn_perception.io.images import jpeg_msg, numpy_to_image
 from cnn_perception.io.sources import (
     ACCEPTED,
     SourceEnded,
@@ -36,7 +36,6 @@ from cnn_perception.nodes.common import (
     overridable,
     run_node,
 )
-from cnn_perception.nodes.frame_node import encode_jpeg_msg
 
 PARAMS = [
     Param('source', 'test:', f'Frame source; accepted: {ACCEPTED}'),
@@ -174,7 +173,7 @@ class CameraNode(Node):
             info.width, info.height = msg.width, msg.height
         self.image_pub.publish(msg)
         if self.jpeg_pub.get_subscription_count() > 0:
-            self.jpeg_pub.publish(encode_jpeg_msg(rgb, msg.header, self.jpeg_quality))
+            self.jpeg_pub.publish(jpeg_msg(rgb, msg.header, self.jpeg_quality))
         self.info_pub.publish(info)
         self.last_sent = now
         self.sent += 1

@@ -1,7 +1,9 @@
 """FrameNode: what every frame-processing node is (a step behind a ROS interface)."""
 
 from rclpy.node import Node
+from sensor_msgs.msg import CompressedImage, Image
 
+from cnn_perception.contract import IMAGE_INPUT, compressed_topic, message_class
 from cnn_perception.nodes.common import (
     ERROR,
     IMAGE_QOS,
@@ -14,6 +16,7 @@ from cnn_perception.nodes.common import (
     overridable,
 )
 from cnn_perception.runtime import FrameMonitor, LatestFrameWorker
+from cnn_perception.steps import node_params, step_class
 
 
 def decode_frame(raw: bytes, compressed: bool):
@@ -23,7 +26,6 @@ def decode_frame(raw: bytes, compressed: bool):
     latest-frame-wins drops cost no deserialisation and no JPEG decoding at all.
     """
     from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import CompressedImage, Image
 
     from cnn_perception.io.images import ImageError, frame_to_rgb8
 
@@ -33,19 +35,6 @@ def decode_frame(raw: bytes, compressed: bool):
     except Exception as exc:  # malformed CDR from a misbehaving publisher
         raise ImageError(f'undecodable {cls.__name__} message ({type(exc).__name__})') from exc
     return msg.header, frame_to_rgb8(msg)
-
-
-def encode_jpeg_msg(rgb, header, quality: int = 80):
-    """sensor_msgs/CompressedImage (JPEG) of an RGB frame, as image_transport writes it."""
-    import cv2
-    from sensor_msgs.msg import CompressedImage
-
-    ok, buf = cv2.imencode(
-        '.jpg', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
-    )
-    if not ok:
-        raise ValueError('JPEG encoding failed')
-    return CompressedImage(header=header, format='rgb8; jpeg compressed bgr8', data=buf.tobytes())
 
 
 QOS_BY_KIND = {'image_in': IMAGE_QOS, 'result': RESULT_QOS, 'output_image': OUTPUT_IMAGE_QOS}
@@ -65,11 +54,6 @@ class FrameNode(Node):
     task = 'inference'
 
     def __init__(self, **kwargs):
-        from sensor_msgs.msg import CompressedImage, Image
-
-        from cnn_perception.contract import IMAGE_INPUT, compressed_topic, message_class
-        from cnn_perception.steps import node_params, step_class
-
         super().__init__(self.node_name, **kwargs)
         step_cls = step_class(self.step_key)
         p = declare_params(self, node_params(step_cls))
@@ -136,7 +120,7 @@ class FrameNode(Node):
         self.worker.submit(raw)
 
     def _process(self, raw: bytes) -> None:
-        from cnn_perception.io.images import numpy_to_image
+        from cnn_perception.io.images import jpeg_msg, numpy_to_image
 
         header, rgb = decode_frame(raw, self.compressed)
         want = self.watched()
@@ -147,7 +131,7 @@ class FrameNode(Node):
             if self.pubs[topic].get_subscription_count() > 0:
                 self.pubs[topic].publish(numpy_to_image(img, 'rgb8', header))
             if self.twins[topic].get_subscription_count() > 0:
-                self.twins[topic].publish(encode_jpeg_msg(img, header))
+                self.twins[topic].publish(jpeg_msg(img, header))
         self.frame_done(header, out.values)
 
     def report_failure(self, exc: Exception) -> None:

@@ -5,7 +5,7 @@ import numpy as np
 from cnn_perception import contract
 from cnn_perception.core import feature_maps as fm
 from cnn_perception.core.draw import draw_label_panel
-from cnn_perception.core.models import DEFAULT_MODEL, model_entry
+from cnn_perception.core.models import DEFAULT_MODEL
 from cnn_perception.errors import UserError
 from cnn_perception.params import Param
 from cnn_perception.steps import StepOutput
@@ -49,7 +49,6 @@ class FeatureStep:
     def __init__(self, p: dict, log=print):
         if p['cam_method'] == 'gradcam' and p['backend'] != 'torch':
             raise UserError('feature_map: cam_method gradcam needs backend torch')
-        model_entry(p['model'])  # an unknown name fails here, in one line
         layers = [name for name in p['layers'] if name] or None
         self.model = fm.FeatureMapModel(p['model'], layers, p['backend'], p['device'])
         self.cam_method = p['cam_method']

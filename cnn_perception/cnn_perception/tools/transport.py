@@ -16,9 +16,8 @@ def transport(quality: int = 80, repeats: int = 50, log=print) -> dict:
     from std_msgs.msg import Header
 
     from cnn_perception.core.classifier import load_classifier
-    from cnn_perception.io.images import compressed_to_rgb8, numpy_to_image
+    from cnn_perception.io.images import compressed_to_rgb8, jpeg_msg, numpy_to_image
     from cnn_perception.io.sources import TestScene
-    from cnn_perception.nodes.frame_node import encode_jpeg_msg
 
     scene = TestScene(640, 480)
     frames = [scene.read() for _ in range(10)]
@@ -32,7 +31,7 @@ def transport(quality: int = 80, repeats: int = 50, log=print) -> dict:
     for i in range(repeats):
         rgb = frames[i % len(frames)]
         t0 = time.perf_counter()
-        msg = encode_jpeg_msg(rgb, header, quality)
+        msg = jpeg_msg(rgb, header, quality)
         enc_ms.append((time.perf_counter() - t0) * 1000)
         jpeg_bytes.append(len(serialize_message(msg)))
         t0 = time.perf_counter()
