@@ -65,9 +65,10 @@ def live(flight):
     ctx = Context()
     rclpy.init(context=ctx)
     probe = Probe(ctx, 'replay_probe')
+    # depth 100: the probe does not spin while `bag play` runs, and all 12 must wait
     results = [
-        probe.listen(Classification, f'{NS}/classifier/classification'),
-        probe.listen(DetectionArray, f'{NS}/defects/detections'),
+        probe.listen(Classification, f'{NS}/classifier/classification', 100),
+        probe.listen(DetectionArray, f'{NS}/defects/detections', 100),
     ]
     try:
         assert wait_for_line(rec, 'recording 7 topic', 120), ''.join(rec.lines)
