@@ -58,7 +58,8 @@ def main() -> None:
                 seed,
             )
         t0 = time.monotonic()
-        cli('defects', 'fit', '--normal', d / 'fit' / 'normal', '--out', d / 'model.npz')
+        cli('defects', 'fit', '--normal', d / 'fit' / 'normal', '--out', d / 'model.npz',
+            '--calibration', 'holdout')  # fmt: skip
         fit_s = time.monotonic() - t0
         m = json.loads(
             cli(

@@ -25,7 +25,14 @@ def add_parser(sub) -> None:
         '--val-normal',
         type=Path,
         default=None,
-        help='defect-free validation images (default: 20%% held out of --normal)',
+        help='defect-free validation images (default: calibrate on --normal itself, k-fold)',
+    )
+    q.add_argument(
+        '--calibration',
+        choices=('kfold', 'holdout'),
+        default='kfold',
+        help='without --val-normal: score every image against a bank built without its '
+        'fold (kfold, default), or hold a fifth back (holdout, the old way)',
     )
     q.add_argument(
         '--val-defect',
@@ -120,11 +127,15 @@ def cmd_fit(args) -> int:
         FeatureExtractor,
         calibrate,
         fit,
+        fit_kfold,
     )
 
     files = images_in(args.normal)
+    kfold = not args.val_normal and not args.val_defect and args.calibration == 'kfold'
     if args.val_normal:
         fit_files, val_files = files, images_in(args.val_normal)
+    elif kfold:
+        fit_files, val_files = files, []
     else:
         rng = np.random.default_rng(0)
         order = rng.permutation(len(files))
@@ -136,15 +147,19 @@ def cmd_fit(args) -> int:
     if not all(0 <= i <= 6 for i in layers):
         raise UserError(f'--layers {args.layers}: EfficientNet-Lite0 has stages 0 to 6')
     ex = FeatureExtractor(layers=layers, input_size=input_size, backend=args.backend)
-    memory = fit(
-        [read_rgb(f) for f in fit_files],
-        extractor=ex,
-        coreset_ratio=args.coreset_ratio or DEFAULT_CORESET_RATIO,
-    )
-    model = DefectModel(memory, layers=layers, input_size=input_size)
-    det = DefectDetector(model, extractor=ex)
-    val_defect = [read_rgb(f) for f in images_in(args.val_defect)] if args.val_defect else None
-    how = calibrate(det, [read_rgb(f) for f in val_files], val_defect)
+    ratio = args.coreset_ratio or DEFAULT_CORESET_RATIO
+    if kfold:
+        memory, how = fit_kfold(
+            [read_rgb(f) for f in fit_files], extractor=ex, coreset_ratio=ratio
+        )
+        model = DefectModel(memory, layers=layers, input_size=input_size)
+        model.threshold, model.base = how['threshold'], how['base']
+    else:
+        memory = fit([read_rgb(f) for f in fit_files], extractor=ex, coreset_ratio=ratio)
+        model = DefectModel(memory, layers=layers, input_size=input_size)
+        det = DefectDetector(model, extractor=ex)
+        val_defect = [read_rgb(f) for f in images_in(args.val_defect)] if args.val_defect else None
+        how = calibrate(det, [read_rgb(f) for f in val_files], val_defect)
     model.metrics = {'calibration': how, 'fit_images': len(fit_files)}
     model.save(args.out)
     print(

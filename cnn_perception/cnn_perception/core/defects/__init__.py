@@ -24,7 +24,7 @@ from cnn_perception.core.defects.builtin import (
 )
 from cnn_perception.core.defects.detector import DefectDetector, boxes_from_map, normalise
 from cnn_perception.core.defects.extractor import FeatureExtractor
-from cnn_perception.core.defects.fitting import calibrate, fit
+from cnn_perception.core.defects.fitting import calibrate, fit, fit_kfold
 from cnn_perception.core.defects.model import (
     DEFAULT_CORESET_RATIO,
     DEFAULT_INPUT_SIZE,
@@ -57,6 +57,7 @@ __all__ = [
     'builtin_model_path',
     'calibrate',
     'fit',
+    'fit_kfold',
     'greedy_coreset',
     'load_defect_model',
     'nearest_distance',

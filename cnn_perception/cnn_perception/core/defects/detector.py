@@ -80,8 +80,10 @@ class DefectDetector:
         ys, xs, _ = self.tile_grid(*rgb.shape[:2], tile)
         if len(ys) * len(xs) > 1:
             return self._tiled(rgb, tile)
-        h, w = rgb.shape[:2]
-        feats = self.extractor(rgb)
+        return self.map_from_features(self.extractor(rgb), *rgb.shape[:2])
+
+    def map_from_features(self, feats: np.ndarray, h: int, w: int) -> np.ndarray:
+        """Raw anomaly map of an h x w image from its (fh, fw, D) patch features."""
         fh, fw, d = feats.shape
         grid = self._nearest(feats.reshape(-1, d)).reshape(fh, fw)
         # sigma is in network-input pixels; convert to source pixels

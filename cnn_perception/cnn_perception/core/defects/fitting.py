@@ -19,12 +19,29 @@ def fit(
     log=print,
 ) -> np.ndarray:
     """Memory bank of normal patch features, thinned by the greedy coreset."""
+    feats = features_of(normal, extractor, progress)
+    return bank_of([f.reshape(-1, f.shape[-1]) for f in feats], coreset_ratio, max_memory,
+                   seed, progress, log)  # fmt: skip
+
+
+def features_of(images: list[np.ndarray], extractor: FeatureExtractor, progress=True) -> list:
     from tqdm import tqdm
 
-    feats = []
-    for img in tqdm(normal, desc='features', unit='img', disable=not progress):
-        f = extractor(img)
-        feats.append(f.reshape(-1, f.shape[-1]))
+    return [extractor(img) for img in tqdm(images, desc='features', unit='img',
+                                            disable=not progress)]  # fmt: skip
+
+
+def bank_of(
+    feats: list[np.ndarray],
+    coreset_ratio: float,
+    max_memory: int = 20000,
+    seed: int = 0,
+    progress: bool = True,
+    log=print,
+) -> np.ndarray:
+    """Coreset-thinned memory bank from per-image (patches, D) feature arrays."""
+    from tqdm import tqdm
+
     bank = np.concatenate(feats)
     n = int(min(max_memory, max(1, round(len(bank) * coreset_ratio))))
     with tqdm(total=n, desc='coreset', unit='patch', disable=not progress) as bar:
@@ -51,12 +68,20 @@ def calibrate(
     recall trade-off by a lot from one validation draw to the next while tuning.
     """
     normal_maps = [detector.raw_map(img) for img in val_normal]
+    defect_scores = [detector.raw_map(img).max() for img in val_defect or []]
+    how = threshold_from_maps(normal_maps, defect_scores, sigmas)
+    detector.model.threshold, detector.model.base = how['threshold'], how['base']
+    return how
+
+
+def threshold_from_maps(normal_maps: list, defect_scores=(), sigmas: float = 2.5) -> dict:
+    """Threshold and base from the raw maps of normal images (and defect image scores)."""
     normal_scores = np.array([m.max() for m in normal_maps])
     base = float(np.median(np.concatenate([m.ravel()[::97] for m in normal_maps])))
-    if val_defect:
+    if len(defect_scores):
         from sklearn.metrics import precision_recall_curve, roc_auc_score
 
-        defect_scores = np.array([detector.raw_map(img).max() for img in val_defect])
+        defect_scores = np.asarray(defect_scores)
         y = np.r_[np.zeros(len(normal_scores)), np.ones(len(defect_scores))]
         s = np.r_[normal_scores, defect_scores]
         prec, rec, thr = precision_recall_curve(y, s)
@@ -79,9 +104,46 @@ def calibrate(
         val_sd=float(normal_scores.std(ddof=1)) if len(normal_scores) > 2 else 0.0,
         threshold=threshold,
         base=base,
-        val_normal=len(val_normal),
-        val_defect=len(val_defect or []),
+        val_normal=len(normal_maps),
+        val_defect=len(defect_scores),
         val_false_alarms=float(np.mean(normal_scores >= threshold)),
     )
-    detector.model.threshold, detector.model.base = threshold, base
     return how
+
+
+def fit_kfold(
+    normal: list[np.ndarray],
+    *,
+    extractor: FeatureExtractor,
+    coreset_ratio: float = DEFAULT_CORESET_RATIO,
+    folds: int = 5,
+    sigmas: float = 2.5,
+    seed: int = 0,
+    progress: bool = True,
+    log=print,
+) -> tuple[np.ndarray, dict]:
+    """Memory bank of every image, calibrated on every image: (memory, calibration).
+
+    Each image is scored once against a bank built without its fold, so the threshold
+    comes from as many normal scores as there are images (k-fold), not from the fifth
+    held back by a plain split -- what a user with one short clean flight needs. The
+    features are computed once; only the coreset is built k + 1 times.
+    """
+    from cnn_perception.core.defects.model import DefectModel
+
+    feats = features_of(normal, extractor, progress)
+    flat = [f.reshape(-1, f.shape[-1]) for f in feats]
+    order = np.random.default_rng(seed).permutation(len(normal))
+    parts = [order[i::folds] for i in range(min(folds, len(normal)))]
+    maps = [None] * len(normal)
+    for k, held in enumerate(parts):
+        out = set(held.tolist())
+        rest = [flat[i] for i in order if i not in out]
+        bank = bank_of(rest, coreset_ratio, seed=seed, progress=False, log=lambda *_: None)
+        det = DefectDetector(DefectModel(bank), extractor=extractor)
+        for i in held:
+            maps[i] = det.map_from_features(feats[i], *normal[i].shape[:2])
+        log(f'calibration fold {k + 1}/{len(parts)}: {len(held)} images scored')
+    how = threshold_from_maps(maps, (), sigmas)
+    how.update(method='kfold', folds=len(parts))
+    return bank_of(flat, coreset_ratio, seed=seed, progress=progress, log=log), how
