@@ -12,7 +12,9 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 log() { printf '[setup] %s\n' "$*"; }
-APT_PACKAGES='gstreamer1.0-plugins-base gstreamer1.0-tools gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 libgirepository1.0-dev libcairo2-dev pkg-config'
+GST_PACKAGES='gstreamer1.0-plugins-base gstreamer1.0-tools gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 libgirepository1.0-dev libcairo2-dev pkg-config'
+# chromium: the report test renders report.html in a real headless browser.
+APT_PACKAGES="$GST_PACKAGES chromium"
 # The last PyGObject that builds against Debian 12's gobject-introspection 1.74
 # (3.51+ need girepository-2.0 from GLib 2.80).
 PYGOBJECT='PyGObject==3.50.0'
@@ -54,7 +56,7 @@ if [ -z "${ROS_DISTRO:-}" ] || [ -d .venv ]; then
       | xargs -0 -r sed -i -E \
         -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#${pyinc}#g" \
         -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#${npinc}#g"
-    if [ -n "$(for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)" ]; then
+    if [ -n "$(for p in $GST_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)" ]; then
       log 'PyGObject skipped: its build dependencies are missing'
     else
       _ROS_WHEELS_BOOTSTRAP_COMPLETE=1 .venv/bin/python -m pip install --quiet \

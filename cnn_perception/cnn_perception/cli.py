@@ -14,7 +14,17 @@ from cnn_perception import __version__
 from cnn_perception.errors import UserError
 
 # Modules in cnn_perception.commands; each provides `add_parser(subparsers)`.
-COMMAND_MODULES = ('run', 'models', 'train', 'defects', 'features', 'bag', 'demo', 'bench')
+COMMAND_MODULES = (
+    'run',
+    'models',
+    'train',
+    'defects',
+    'features',
+    'bag',
+    'report',
+    'demo',
+    'bench',
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -66,9 +66,31 @@ DETECTIONS = Topic(
     'defects',
     'defect boxes per frame (empty when clean)',
 )
+DEFECT_EVENTS = Topic(
+    'defects/events',
+    'cnn_perception_msgs/msg/DefectEvent',
+    'result',
+    'defects',
+    'once per confirmed defect and at its end: crop, position',
+)
 HEATMAP = Topic('defects/heatmap', IMAGE, 'output_image', 'defects', 'anomaly heatmap, boxes')
 MOSAIC = Topic('feature_maps/mosaic', IMAGE, 'output_image', 'features', 'feature maps by layer')
 CAM = Topic('feature_maps/cam', IMAGE, 'output_image', 'features', 'class activation map')
+ANNOTATION_TYPE = 'foxglove_msgs/msg/ImageAnnotations'
+CLASSIFIER_ANNOTATIONS = Topic(
+    'classifier/annotations',
+    ANNOTATION_TYPE,
+    'result',
+    'classifier',
+    'labels for Foxglove (in bags; live where foxglove_msgs is installed)',
+)
+DEFECT_ANNOTATIONS = Topic(
+    'defects/annotations',
+    ANNOTATION_TYPE,
+    'result',
+    'defects',
+    'boxes + track ids for Foxglove (in bags; live where foxglove_msgs is installed)',
+)
 DIAGNOSTICS = Topic(
     '/diagnostics', 'diagnostic_msgs/msg/DiagnosticArray', 'result', '*', 'health, counters'
 )
@@ -81,9 +103,12 @@ TOPICS = (
     LABELS,
     CLASSIFIER_OVERLAY,
     DETECTIONS,
+    DEFECT_EVENTS,
     HEATMAP,
     MOSAIC,
     CAM,
+    CLASSIFIER_ANNOTATIONS,
+    DEFECT_ANNOTATIONS,
     DIAGNOSTICS,
 )
 # Overlay images also get a JPEG twin `<topic>/compressed` (output_image QoS) while watched.

@@ -15,7 +15,9 @@ import threading
 
 from cnn_perception import contract
 from cnn_perception.bagtools.common import stop_on_signals
+from cnn_perception.contract import ANNOTATION_TYPE
 from cnn_perception.errors import BagError, UserError
+from cnn_perception.io.annotations import Builder, annotation_topic
 from cnn_perception.io.bags import BagReader, decode_bag_frame, norm_topic, typestore
 
 
@@ -140,7 +142,20 @@ def process(
         writer.write(out_conns[topic], stamp, data)
         report.counts[topic] = report.counts.get(topic, 0) + 1
 
+    annotate = Builder(store.types)
+
+    def write_result(topic, msg, stamp: int) -> None:
+        full = topic.full(namespace)
+        write(full, topic.type, serialize_message(msg), stamp)
+        ann_topic = annotation_topic(full)
+        if ann_topic:  # Foxglove draws these over the camera image
+            ann = annotate.for_result(topic.name, msg)
+            write(
+                ann_topic, ANNOTATION_TYPE, bytes(store.serialize_cdr(ann, ANNOTATION_TYPE)), stamp
+            )
+
     total = sum(c.msgcount for c in conns)
+    last_header, last_stamp = None, 0
     bar = tqdm(total=total, unit='frame', desc='bag process')
     try:
         for conn, stamp, raw in reader.messages(conns):
@@ -156,12 +171,13 @@ def process(
                 bar.write(f'bag process: skipped {where}: {exc}')
                 continue
             header = ros_header(msg.header)
+            last_header, last_stamp = header, stamp
             write(report.image_topic, conn.msgtype, reader.to_cdr(raw, conn.msgtype), stamp)
             try:
                 for step in steps:
                     out = step(rgb, header, frozenset(step.outputs))
                     for topic, m in out.messages:
-                        write(topic.full(namespace), topic.type, serialize_message(m), stamp)
+                        write_result(topic, m, stamp)
                     for topic, img in out.images:
                         data = serialize_message(numpy_to_image(img, 'rgb8', header))
                         write(topic.full(namespace), topic.type, data, stamp)
@@ -169,6 +185,10 @@ def process(
                 report.failed.append(f'{where}: {type(exc).__name__}: {exc}')
                 continue
             report.frames += 1
+        for step in steps:  # open defect tracks end with the bag
+            if hasattr(step, 'finish') and last_header is not None:
+                for topic, m in step.finish(last_header).messages:
+                    write_result(topic, m, last_stamp)
     except KeyboardInterrupt:
         report.interrupted = 'interrupted'
     except Exception as exc:  # the storage itself broke (truncated file): keep what we have

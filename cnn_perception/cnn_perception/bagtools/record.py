@@ -6,8 +6,9 @@ import threading
 import time
 
 from cnn_perception.bagtools.common import stop_on_signals
-from cnn_perception.contract import message_class
+from cnn_perception.contract import ANNOTATION_TYPE, message_class
 from cnn_perception.errors import UserError
+from cnn_perception.io.annotations import Builder, annotation_topic
 from cnn_perception.io.bags import typestore
 
 
@@ -28,6 +29,7 @@ def record(
     """
     import rclpy
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.serialization import deserialize_message
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     if not topics and not all_topics:
@@ -40,6 +42,7 @@ def record(
     rclpy.init(signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
     node = rclpy.create_node('cnn_perception_bag_recorder')
     store = typestore()
+    annotate = Builder(store.types)
     plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
     writer = Writer(out, version=9, storage_plugin=plugin)
     writer.open()
@@ -67,13 +70,28 @@ def record(
         conn = writer.add_connection(topic, msgtype, typestore=store)
         conns[topic] = conn
         counts[topic] = 0
+        ann_topic = annotation_topic(topic)
+        ann_conn = None
+        if ann_topic and ann_topic not in conns:
+            ann_conn = writer.add_connection(ann_topic, ANNOTATION_TYPE, typestore=store)
+            conns[ann_topic] = ann_conn
+            counts[ann_topic] = 0
+        cls = message_class(msgtype)
 
-        def on_msg(raw: bytes, topic=topic, conn=conn) -> None:
+        def on_msg(raw: bytes, topic=topic, conn=conn, ann_conn=ann_conn, cls=cls) -> None:
+            now = time.time_ns()
+            ann = None
+            if ann_conn is not None:  # Foxglove's overlay of this result, same stamp
+                msg = deserialize_message(raw, cls)
+                ann = store.serialize_cdr(annotate.for_result(topic, msg), ANNOTATION_TYPE)
             with lock:
-                writer.write(conn, time.time_ns(), raw)
+                writer.write(conn, now, raw)
                 counts[topic] += 1
+                if ann is not None:
+                    writer.write(ann_conn, now, bytes(ann))
+                    counts[ann_topic] += 1
 
-        node.create_subscription(message_class(msgtype), topic, on_msg, qos, raw=True)
+        node.create_subscription(cls, topic, on_msg, qos, raw=True)
 
     def discover() -> None:
         for topic, types in node.get_topic_names_and_types():

@@ -25,6 +25,7 @@ TOPICS = {
     c.LABELS.name: 'classifier',
     c.CLASSIFIER_OVERLAY.name: 'classifier',
     c.DETECTIONS.name: 'defect detector',
+    c.DEFECT_EVENTS.name: 'defect detector',
     c.HEATMAP.name: 'defect detector',
     c.MOSAIC.name: 'feature maps',
     c.CAM.name: 'feature maps',
@@ -53,7 +54,7 @@ def cmd_demo(args) -> int:
     t_start = time.monotonic()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    for old in ('demo', 'flight'):
+    for old in ('demo', 'flight', 'report'):
         shutil.rmtree(out / old, ignore_errors=True)
     for old in ('demo.mcap', 'summary.png', 'summary.md', 'demo_params.yaml'):
         (out / old).unlink(missing_ok=True)
@@ -100,9 +101,15 @@ def cmd_demo(args) -> int:
     (out / 'demo.mcap').hardlink_to(mcap)
     summary = summarise(out / 'demo', out, time.monotonic() - t_start)
     print(summary)
+    from cnn_perception import report
+
+    # the operator's view of the flight: each distinct defect once (no GPS in this flight)
+    res = report.run(out / 'demo', 'builtin:brick', c.CAMERA_IMAGE.full(), log=lambda *_: None)
+    paths = report.write(res, out / 'report', out / 'demo')
     print(
         f'\ndemo: wrote {out / "demo.mcap"} (bag directory {out / "demo"}), '
-        f'{out / "summary.png"}, {out / "summary.md"}'
+        f'{out / "summary.png"}, {out / "summary.md"}, {paths["html"]} '
+        f'({len(res.findings)} distinct defect(s))'
     )
     return 0
 
@@ -158,7 +165,8 @@ def summarise(bag: Path, out: Path, seconds: float) -> str:
 
     msgs: dict[str, list] = {}
     with Reader(bag) as reader:
-        for conn, t, raw in reader.messages():
+        wanted = [x for x in reader.connections if x.topic[len(NS) + 1 :] in TOPICS]
+        for conn, t, raw in reader.messages(connections=wanted):
             m = deserialize_message(bytes(raw), message_class(conn.msgtype))
             msgs.setdefault(conn.topic[len(NS) + 1 :], []).append((t, m))
 

@@ -42,6 +42,9 @@ def typestore():
     for path in sorted(msg_dir().glob('*.msg')):
         types.update(get_types_from_msg(path.read_text(), f'{MSGS_PACKAGE}/msg/{path.stem}'))
     store.register(types)
+    from cnn_perception.io.annotations import register
+
+    register(store)  # foxglove_msgs/ImageAnnotations, written beside the results
     return store
 
 
@@ -129,6 +132,8 @@ class BagReader:
         return conns
 
     def messages(self, connections=None):
+        if connections is not None and not connections:
+            return iter(())  # none asked for (rosbags would read them all)
         return self.reader.messages(connections=connections or self.connections)
 
     def to_cdr(self, raw, msgtype: str) -> bytes:

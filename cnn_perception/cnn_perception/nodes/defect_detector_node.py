@@ -1,14 +1,23 @@
 """defect_detector_node: the unsupervised CNN defect detector (demo D9) on a live stream.
 
-Subscribes `image` (or `image/compressed`); publishes `defects/detections` (a
-DetectionArray for every processed frame -- empty when clean -- with `image_score`, header
-copied) and `defects/heatmap` (+ `/compressed`: jet overlay with boxes, only computed
+Subscribes `image` (or `image/compressed`) and, when their parameters name them, the
+drone's position (`fix_topic` NavSatFix, `pose_topic` PoseStamped, `odom_topic`
+Odometry); publishes `defects/detections` (a DetectionArray for every processed frame --
+empty when clean -- with `image_score`, header copied, Detection.id = track id),
+`defects/events` (one DefectEvent when a defect is confirmed and one when it ends: crop,
+position) and `defects/heatmap` (+ `/compressed`: jet overlay with boxes, only computed
 while someone subscribes). The work per frame is `steps.defects.DefectStep`, the same
-that `bag process` runs. Latest frame wins.
+that `bag process` and `report` run. Latest frame wins.
 """
 
 import sys
 
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import NavSatFix
+
+from cnn_perception.contract import stamp_ns
 from cnn_perception.nodes.common import run_node
 from cnn_perception.nodes.frame_node import FrameNode
 
@@ -17,6 +26,36 @@ class DefectDetectorNode(FrameNode):
     step_key = 'defects'
     node_name = 'defect_detector'
     task = 'defect scoring'
+
+    def on_start(self) -> None:
+        inspector = self.step.inspector
+        if inspector is None:
+            return
+        # best effort matches reliable and best-effort publishers (MAVROS: best effort)
+        topics = {
+            'fix_topic': (NavSatFix, lambda m: inspector.add_fix(
+                stamp_ns(m.header), m.latitude, m.longitude, m.altitude)),
+            'pose_topic': (PoseStamped, lambda m: inspector.add_pose(
+                stamp_ns(m.header), m.pose.position.x, m.pose.position.y, m.pose.position.z)),
+            'odom_topic': (Odometry, lambda m: inspector.add_pose(
+                stamp_ns(m.header), m.pose.pose.position.x, m.pose.pose.position.y,
+                m.pose.pose.position.z)),
+        }  # fmt: skip
+        for param, (cls, callback) in topics.items():
+            if self.params[param]:
+                self.create_subscription(
+                    cls, self.params[param], callback, qos_profile_sensor_data
+                )
+
+    def destroy_node(self) -> None:
+        # A run that ends (^C, end of a replay) ends its open defect tracks too.
+        if getattr(self, 'step', None) is not None and self.context.ok():
+            from std_msgs.msg import Header
+
+            header = Header()
+            for topic, msg in self.step.finish(header).messages:
+                self.pubs[topic].publish(msg)
+        super().destroy_node()
 
 
 def main(args=None) -> int:

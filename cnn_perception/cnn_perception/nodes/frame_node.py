@@ -56,7 +56,7 @@ class FrameNode(Node):
     def __init__(self, **kwargs):
         super().__init__(self.node_name, **kwargs)
         step_cls = step_class(self.step_key)
-        p = declare_params(self, node_params(step_cls))
+        self.params = p = declare_params(self, node_params(step_cls))
         self.diag = Diagnostics(self)
         self.step = step_cls(p, log=self.get_logger().info)
         self.pubs, self.twins = {}, {}
@@ -68,6 +68,7 @@ class FrameNode(Node):
                 self.twins[t] = self.create_publisher(
                     CompressedImage, compressed_topic(t.name), OUTPUT_IMAGE_QOS
                 )
+        self._start_annotations(step_cls)
         self.on_start()
         self.add_post_set_parameters_callback(self._params_changed)
         self.monitor = FrameMonitor()
@@ -89,6 +90,25 @@ class FrameNode(Node):
         )
         self.skipped_unwatched = 0
         self.diag.set(OK, f'{self.step.describe}: waiting for images on {topic}')
+
+    def _start_annotations(self, step_cls) -> None:
+        """Foxglove ImageAnnotations beside the results, where foxglove_msgs exists."""
+        from cnn_perception.io.annotations import Builder, annotation_topic, rclpy_types
+
+        self.annotators = {}
+        wanted = [t for t in step_cls.outputs if annotation_topic(t.name)]
+        module = rclpy_types() if wanted else None
+        if wanted and module is None:
+            self.get_logger().info(
+                'foxglove_msgs is not installed: ImageAnnotations are written to bags '
+                '(bag record / bag process) but not published live'
+            )
+            return
+        for t in wanted:
+            pub = self.create_publisher(
+                module.ImageAnnotations, annotation_topic(t.name), RESULT_QOS
+            )
+            self.annotators[t] = (pub, Builder(module))
 
     def on_start(self) -> None:
         """Publish what a node publishes once at start-up (a hook for subclasses)."""
@@ -127,6 +147,9 @@ class FrameNode(Node):
         out = self.step(rgb, header, want)
         for topic, msg in out.messages:
             self.pubs[topic].publish(msg)
+            if topic in self.annotators:
+                pub, builder = self.annotators[topic]
+                pub.publish(builder.for_result(topic.name, msg))
         for topic, img in out.images:
             if self.pubs[topic].get_subscription_count() > 0:
                 self.pubs[topic].publish(numpy_to_image(img, 'rgb8', header))

@@ -1,4 +1,10 @@
-"""The defect detector's step (demo D9): frame -> DetectionArray (+ heatmap with boxes)."""
+"""The defect detector's step (demo D9): frame -> DetectionArray (+ heatmap with boxes).
+
+With tracking on (the default), boxes get track ids and confirmed / ended defects become
+DefectEvents (`steps/inspection.py`); `finish()` ends the open ones at the end of a bag.
+"""
+
+import time
 
 from cnn_perception_msgs.msg import BoundingBox2D, Detection, DetectionArray, ObjectHypothesis
 
@@ -7,6 +13,7 @@ from cnn_perception.core.defects import DefectDetector, DefectResult, load_defec
 from cnn_perception.core.draw import draw_defects
 from cnn_perception.params import Param
 from cnn_perception.steps import StepOutput
+from cnn_perception.steps.inspection import Inspector
 
 PARAMS = [
     Param(
@@ -35,11 +42,26 @@ PARAMS = [
         live=True,
     ),
     Param('min_area', 16, 'Smallest defect region reported, in pixels', 1, 1000000, live=True),
+    Param(
+        'tracking',
+        True,
+        'Follow each defect across frames (camera motion compensated): Detection.id is the '
+        'track id, one DefectEvent per confirmed defect on defects/events',
+    ),
+    Param('confirm_frames', 3, 'Frames a defect must be seen in to be confirmed', 1, 100),
+    Param('end_after_frames', 5, 'Frames unseen after which a defect track ends', 1, 1000),
+    Param('fix_topic', '', "sensor_msgs/NavSatFix topic of the drone's position ('': none)"),
+    Param('pose_topic', '', "geometry_msgs/PoseStamped topic of the drone ('': none)"),
+    Param('odom_topic', '', "nav_msgs/Odometry topic of the drone ('': none)"),
 ]
 
 
-def detections_msg(header, res: DefectResult, model: str) -> DetectionArray:
-    """Every processed frame gets one; boxes only when the frame is flagged."""
+def detections_msg(header, res: DefectResult, model: str, ids=None) -> DetectionArray:
+    """Every processed frame gets one; boxes only when the frame is flagged.
+
+    `ids`: the track id of each box ('' while tentative); without tracking, the box's
+    index in the frame.
+    """
     msg = DetectionArray(
         header=header,
         model=model,
@@ -56,7 +78,7 @@ def detections_msg(header, res: DefectResult, model: str) -> DetectionArray:
                     size_x=float(b.width),
                     size_y=float(b.height),
                 ),
-                id=str(i),
+                id=ids[i] if ids is not None else str(i),
             )
         )
     return msg
@@ -67,7 +89,7 @@ class DefectStep:
 
     node = 'defect_detector'
     PARAMS = PARAMS
-    outputs = (contract.DETECTIONS, contract.HEATMAP)
+    outputs = (contract.DETECTIONS, contract.DEFECT_EVENTS, contract.HEATMAP)
     needs_watchers = False
 
     def __init__(self, p: dict, log=print):
@@ -76,6 +98,9 @@ class DefectStep:
         self.detector = DefectDetector(model, p['backend'], p['device'], p['num_threads'])
         self.model_name = p['model'].rsplit('/', 1)[-1]
         self.describe = self.model_name
+        self.inspector = (
+            Inspector(p['confirm_frames'], p['end_after_frames']) if p['tracking'] else None
+        )
 
     def set(self, name: str, value) -> None:
         if name == 'sensitivity':
@@ -85,13 +110,27 @@ class DefectStep:
 
     def __call__(self, rgb, header, want=frozenset()) -> StepOutput:
         res = self.detector.detect(rgb, self.sensitivity, self.min_area, self.tile)
+        ids, events = None, []
+        if self.inspector is not None:
+            t0 = time.perf_counter()
+            ids, events = self.inspector.update(rgb, header, res)
+            self.tracking_ms = (time.perf_counter() - t0) * 1000.0
         out = StepOutput(
-            [(contract.DETECTIONS, detections_msg(header, res, self.model_name))],
+            [(contract.DETECTIONS, detections_msg(header, res, self.model_name, ids))]
+            + [(contract.DEFECT_EVENTS, e) for e in events],
             values={
                 'last_inference_ms': round(res.inference_ms, 2),
                 'last_score': round(res.score, 3),
             },
         )
+        if self.inspector is not None:
+            out.values['tracking_ms'] = round(self.tracking_ms, 2)
+            out.values['defects_confirmed'] = self.inspector.tracker.next_id - 1
         if contract.HEATMAP in want:
             out.images.append((contract.HEATMAP, draw_defects(rgb, res)))
         return out
+
+    def finish(self, header) -> StepOutput:
+        """End every open defect track (the end of a bag): their ENDED events."""
+        events = self.inspector.finish(header) if self.inspector is not None else []
+        return StepOutput([(contract.DEFECT_EVENTS, e) for e in events])
