@@ -47,6 +47,7 @@ def record(
     writer = Writer(out, version=9, storage_plugin=plugin)
     writer.open()
     conns, counts, lock = {}, {}, threading.Lock()
+    ann_topics: set[str] = set()  # written by the recorder itself, not subscribed
     own = {'/rosout', '/parameter_events'}
 
     def subscribe(topic: str, types: list[str]) -> None:
@@ -75,6 +76,7 @@ def record(
         if ann_topic and ann_topic not in conns:
             ann_conn = writer.add_connection(ann_topic, ANNOTATION_TYPE, typestore=store)
             conns[ann_topic] = ann_conn
+            ann_topics.add(ann_topic)
             counts[ann_topic] = 0
         cls = message_class(msgtype)
 
@@ -111,7 +113,10 @@ def record(
         missing = [t for t in (topics or []) if t not in conns]
         if missing:
             log(f'bag record: not (yet) advertised: {", ".join(missing)}; recording the rest')
-        log(f'bag record: recording {len([c for c in conns.values() if c])} topic(s) to {out}')
+        n_ann = len(ann_topics)
+        n = len([c for c in conns.values() if c]) - n_ann
+        extra = f' (+{n_ann} annotation channel(s) for Foxglove)' if n_ann else ''
+        log(f'bag record: recording {n} topic(s){extra} to {out}')
         end = time.monotonic() + duration if duration > 0 else None
         last_discovery = time.monotonic()
         while not stop.is_set() and (end is None or time.monotonic() < end):
