@@ -21,6 +21,11 @@ def add_parser(sub) -> None:
         help='only the shipped classifiers side by side (accuracy, speed): the zoo section',
     )
     p.add_argument(
+        '--int8',
+        action='store_true',
+        help='only INT8 vs fp32 (throughput, top-1 agreement): the int8 section',
+    )
+    p.add_argument(
         '--transport',
         action='store_true',
         help='only compressed vs raw images (bytes, encode/decode cost): the transport section',
@@ -42,8 +47,9 @@ def add_parser(sub) -> None:
 
 
 def _bench(args) -> int:
-    if args.zoo or args.transport:
-        return _section(args, 'zoo' if args.zoo else 'transport')
+    for tag in ('zoo', 'transport', 'int8'):
+        if getattr(args, tag):
+            return _section(args, tag)
     from cnn_perception.tools.bench import main_bench
 
     return main_bench(args)

@@ -213,6 +213,7 @@ def info_from_onnx(backend: OnnxBackend):
         list(meta['labels']),
         Preprocess.from_dict(meta['preprocess']),
         backend.path,
+        precision=meta.get('precision', 'fp32'),
     )
 
 

@@ -70,6 +70,44 @@ class Classifier:
             self.backend.run(x)
 
 
+def int8_path(fp32_path: Path) -> Path:
+    """Where the INT8 twin of an fp32 ONNX export is cached: beside it, `.int8.onnx`."""
+    return Path(fp32_path).with_suffix('.int8.onnx')
+
+
+def ensure_int8(fp32_path: Path, preprocess, frames=None, min_agreement=None, log=print) -> Path:
+    """Return the cached INT8 twin of an export, quantized now if missing (no torch)."""
+    from cnn_perception.core.quantize import (
+        DEFAULT_MIN_AGREEMENT,
+        QualityGateError,
+        default_calibration_frames,
+        quantize,
+    )
+
+    path = int8_path(fp32_path)
+    refused = path.with_suffix('.refused.txt')  # the gate's verdict on the built-in frames
+    if frames is None:
+        if path.is_file():
+            return path
+        if refused.is_file():  # do not quantize again at every start to be refused again
+            raise QualityGateError(refused.read_text().strip())
+    try:
+        quantize(
+            fp32_path,
+            path,
+            frames if frames is not None else default_calibration_frames(),
+            preprocess,
+            min_agreement if min_agreement is not None else DEFAULT_MIN_AGREEMENT,
+            log=log,
+        )
+    except QualityGateError as exc:
+        if frames is None:
+            refused.write_text(f'{exc} (cached verdict: {refused}; `export --int8` retries)')
+        raise
+    refused.unlink(missing_ok=True)
+    return path
+
+
 def load_classifier(
     model: str = DEFAULT_MODEL,
     *,
@@ -79,13 +117,20 @@ def load_classifier(
     fp16: bool = False,
     num_threads: int = 0,
     input_size: int | None = None,
+    precision: str = 'fp32',
 ) -> Classifier:
     """Build a classifier from a registry name, a checkpoint (.pt) or an ONNX file.
 
     An .onnx path runs on ONNX Runtime without importing torch (the Pi path). Otherwise
     the torch model is built; for backend 'onnxruntime' it is exported once to a cached
-    .onnx file next to its weights.
+    .onnx file next to its weights. `precision='int8'` runs the INT8 twin of that export
+    (`core/quantize.py`), quantized once with the built-in calibration frames when
+    `export --int8` has not made it yet; the ONNX Runtime backend only.
     """
+    if precision not in ('fp32', 'int8'):
+        raise UserError(f'unknown precision {precision!r}: use fp32 or int8')
+    if precision == 'int8' and backend != 'onnxruntime':
+        raise UserError('precision int8 runs on the onnxruntime backend (INT8 ONNX export)')
     if Path(model).suffix == '.onnx':
         if backend != 'onnxruntime':
             raise UserError(f'{model}: an ONNX file runs only on the onnxruntime backend')
@@ -95,6 +140,9 @@ def load_classifier(
             # The exported graph has a fixed input size; a different one fails per frame
             # (reported by the node), which the reliability tests use as a real fault.
             info.preprocess = info.preprocess.with_size(input_size)
+        if precision == 'int8' and info.precision != 'int8':
+            path = ensure_int8(Path(model), info.preprocess)
+            onnx = OnnxBackend(path, device=device, num_threads=num_threads)
         return Classifier(onnx, info)
 
     if backend == 'onnxruntime' and not weights:
@@ -108,7 +156,11 @@ def load_classifier(
             cached = registry_onnx_path(model, size)
             if cached is not None and cached.is_file():
                 onnx = OnnxBackend(cached, device=device, num_threads=num_threads)
-                return Classifier(onnx, info_from_onnx(onnx))
+                info = info_from_onnx(onnx)
+                if precision == 'int8':
+                    path = ensure_int8(cached, info.preprocess)
+                    onnx = OnnxBackend(path, device=device, num_threads=num_threads)
+                return Classifier(onnx, info)
 
     from cnn_perception.core.models import get_model
 
@@ -122,4 +174,6 @@ def load_classifier(
     path = onnx_cache_path(info, info.preprocess.crop)
     if not path.is_file():
         export_onnx(net, info, path, info.preprocess.crop)
+    if precision == 'int8':
+        path = ensure_int8(path, info.preprocess)
     return Classifier(OnnxBackend(path, device=device, num_threads=num_threads), info)

@@ -47,6 +47,7 @@ class ModelInfo:
     preprocess: Preprocess
     weights_path: Path | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    precision: str = 'fp32'  # 'int8' for a quantized ONNX export
 
 
 @dataclass(frozen=True)

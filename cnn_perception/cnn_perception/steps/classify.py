@@ -27,6 +27,13 @@ PARAMS = [
     ),
     Param('fp16', False, 'Half precision on CUDA (torch backend)'),
     Param('input_size', 0, 'Network input size in pixels (0: the model default)', 0, 1024),
+    Param(
+        'precision',
+        'fp32',
+        'fp32, or int8: the quantized ONNX export (onnxruntime backend; made once with '
+        '`export --int8`, else from built-in calibration frames, refused if top-1 drifts)',
+        choices=('fp32', 'int8'),
+    ),
     Param('num_threads', 0, 'CPU threads for inference (0: library default)', 0, 64),
     Param('top_k', 5, 'Number of classes published per frame', 1, 1000, live=True),
     Param(
@@ -58,8 +65,9 @@ class ClassifierStep:
 
     def __init__(self, p: dict, log=print):
         self.top_k, self.threshold = p['top_k'], float(p['score_threshold'])
-        self.clf = load_classifier(
-            p['model'],
+        from cnn_perception.core.quantize import QualityGateError
+
+        kw = dict(
             weights=p['weights'] or None,
             backend=p['backend'],
             device=p['device'],
@@ -67,6 +75,14 @@ class ClassifierStep:
             num_threads=p['num_threads'],
             input_size=p['input_size'] or None,
         )
+        self.precision = p['precision']
+        try:
+            self.clf = load_classifier(p['model'], precision=self.precision, **kw)
+        except QualityGateError as exc:
+            # The board runs on: fp32 gives the same answers, only slower.
+            log(f'{exc}; running fp32')
+            self.precision = 'fp32 (int8 refused by the quality gate)'
+            self.clf = load_classifier(p['model'], **kw)
         try:
             self.clf.warm_up()
         except Exception as exc:  # e.g. an ONNX file exported at another input size
@@ -75,7 +91,7 @@ class ClassifierStep:
                 f'{p["model"]}: a test inference failed at start-up: {first[:200]}'
             ) from exc
         self.model_name = self.clf.info.name
-        self.describe = f'{self.model_name} on {p["backend"]}/{p["device"]}'
+        self.describe = f'{self.model_name} on {p["backend"]}/{p["device"]} {self.precision}'
 
     def set(self, name: str, value) -> None:
         if name == 'top_k':
