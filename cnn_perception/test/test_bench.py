@@ -38,6 +38,8 @@ def test_bench_json_has_every_figure(tmp_path):
             '--duration',
             '2',
             '--no-growth',
+            '--repeats',
+            '2',
             '--json',
             '--out',
             str(tmp_path / 'b.md'),
@@ -57,6 +59,7 @@ def test_bench_json_has_every_figure(tmp_path):
     assert out['torch_loaded'] == {'onnxruntime_path': False, 'torch_path': True}
     md = (tmp_path / 'b.md').read_text()
     assert '| pipeline / whole frame without ROS |' in md and '| defect scoring vs' in md
+    assert len(out['repeats']) == 2 and 'min..max' in md  # ratios repeated within the run
     assert md.startswith('# Benchmarks') and '<!-- /bench -->' in md
 
 

@@ -16,6 +16,9 @@ def add_parser(sub) -> None:
     p.add_argument('--duration', type=float, default=10.0, help='seconds per measurement')
     p.add_argument('--no-growth', action='store_true', help='skip the size sweeps')
     p.add_argument(
+        '--repeats', type=int, default=3, help='pipeline measurements repeated within the run'
+    )
+    p.add_argument(
         '--zoo',
         action='store_true',
         help='only the shipped classifiers side by side (accuracy, speed): the zoo section',
