@@ -29,6 +29,11 @@ def add_parser(sub) -> None:
         help='only INT8 vs fp32 (throughput, top-1 agreement): the int8 section',
     )
     p.add_argument(
+        '--shared',
+        action='store_true',
+        help='only one backbone pass shared by the heads: its cost and what it changes',
+    )
+    p.add_argument(
         '--transport',
         action='store_true',
         help='only compressed vs raw images (bytes, encode/decode cost): the transport section',
@@ -50,7 +55,7 @@ def add_parser(sub) -> None:
 
 
 def _bench(args) -> int:
-    for tag in ('zoo', 'transport', 'int8'):
+    for tag in ('zoo', 'transport', 'int8', 'shared'):
         if getattr(args, tag):
             return _section(args, tag)
     from cnn_perception.tools.bench import main_bench

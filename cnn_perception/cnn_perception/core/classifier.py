@@ -37,6 +37,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def top_k_of(logits, labels, top_k: int, threshold: float, ms: float) -> Prediction:
+    """Softmax, then the k most probable classes at or above `threshold`, best first."""
+    probs = softmax(logits.astype(np.float64))
+    k = max(1, min(int(top_k), probs.size))
+    idx = np.argpartition(-probs, k - 1)[:k]
+    idx = idx[np.argsort(-probs[idx])]
+    results = [
+        Hypothesis(int(i), labels[i], float(probs[i])) for i in idx if probs[i] >= threshold
+    ]
+    return Prediction(results, logits, ms)
+
+
 class Classifier:
     """A model plus its backend; `predict(rgb)` on HxWx3 uint8 RGB frames."""
 
@@ -52,17 +64,7 @@ class Classifier:
     def predict(self, rgb: np.ndarray, top_k: int = 5, threshold: float = 0.0) -> Prediction:
         x = self.preprocess(rgb)
         logits, ms = time_call(self.backend.run, x)
-        logits = logits[0]
-        probs = softmax(logits.astype(np.float64))
-        k = max(1, min(int(top_k), probs.size))
-        idx = np.argpartition(-probs, k - 1)[:k]
-        idx = idx[np.argsort(-probs[idx])]
-        results = [
-            Hypothesis(int(i), self.labels[i], float(probs[i]))
-            for i in idx
-            if probs[i] >= threshold
-        ]
-        return Prediction(results, logits, ms)
+        return top_k_of(logits[0], self.labels, top_k, threshold, ms)
 
     def warm_up(self, runs: int = 2) -> None:
         x = np.zeros((1, 3, self.preprocess.crop, self.preprocess.crop), np.float32)
@@ -177,3 +179,22 @@ def load_classifier(
     if precision == 'int8':
         path = ensure_int8(path, info.preprocess)
     return Classifier(OnnxBackend(path, device=device, num_threads=num_threads), info)
+
+
+class SharedClassifier(Classifier):
+    """Top-k from the process's shared backbone pass (`core/shared.py`): whole frame."""
+
+    def __init__(self, shared):
+        from cnn_perception.core.models import ModelInfo
+
+        info = ModelInfo(shared.model, shared.model, shared.labels, shared.preprocess)
+        super().__init__(shared.backend, info)
+        self.shared = shared
+
+    def predict(self, rgb: np.ndarray, top_k: int = 5, threshold: float = 0.0) -> Prediction:
+        logits, ms = time_call(lambda: self.shared.run(rgb)['logits'])
+        return top_k_of(logits, self.labels, top_k, threshold, ms)
+
+    def warm_up(self, runs: int = 2) -> None:
+        for i in range(runs):
+            self.shared.run(np.full((240, 320, 3), i, np.uint8))

@@ -35,6 +35,12 @@ PARAMS = [
         choices=('fp32', 'int8'),
     ),
     Param('num_threads', 0, 'CPU threads for inference (0: library default)', 0, 64),
+    Param(
+        'shared_backbone',
+        False,
+        'Share one backbone pass per frame with the other heads in this process (whole frame '
+        'at 320 px; onnxruntime): classifier, defect detector and feature maps',
+    ),
     Param('top_k', 5, 'Number of classes published per frame', 1, 1000, live=True),
     Param(
         'score_threshold', 0.0, 'Classes scoring below this are not published', 0.0, 1.0, live=True
@@ -65,6 +71,26 @@ class ClassifierStep:
 
     def __init__(self, p: dict, log=print):
         self.top_k, self.threshold = p['top_k'], float(p['score_threshold'])
+        self.precision = p['precision']
+        if p['shared_backbone']:
+            from cnn_perception.core.classifier import SharedClassifier
+            from cnn_perception.core.shared import SharedBackbone
+
+            self.clf = SharedClassifier(SharedBackbone.get(p['model'], p['num_threads']))
+            self.precision = 'fp32, shared backbone pass'
+        else:
+            self.clf = self._load(p, log)
+        try:
+            self.clf.warm_up()
+        except Exception as exc:  # e.g. an ONNX file exported at another input size
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f'{p["model"]}: a test inference failed at start-up: {first[:200]}'
+            ) from exc
+        self.model_name = self.clf.info.name
+        self.describe = f'{self.model_name} on {p["backend"]}/{p["device"]} {self.precision}'
+
+    def _load(self, p: dict, log):
         from cnn_perception.core.quantize import QualityGateError
 
         kw = dict(
@@ -75,23 +101,13 @@ class ClassifierStep:
             num_threads=p['num_threads'],
             input_size=p['input_size'] or None,
         )
-        self.precision = p['precision']
         try:
-            self.clf = load_classifier(p['model'], precision=self.precision, **kw)
+            return load_classifier(p['model'], precision=self.precision, **kw)
         except QualityGateError as exc:
             # The board runs on: fp32 gives the same answers, only slower.
             log(f'{exc}; running fp32')
             self.precision = 'fp32 (int8 refused by the quality gate)'
-            self.clf = load_classifier(p['model'], **kw)
-        try:
-            self.clf.warm_up()
-        except Exception as exc:  # e.g. an ONNX file exported at another input size
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(
-                f'{p["model"]}: a test inference failed at start-up: {first[:200]}'
-            ) from exc
-        self.model_name = self.clf.info.name
-        self.describe = f'{self.model_name} on {p["backend"]}/{p["device"]} {self.precision}'
+            return load_classifier(p['model'], **kw)
 
     def set(self, name: str, value) -> None:
         if name == 'top_k':

@@ -43,6 +43,12 @@ PARAMS = [
     ),
     Param('min_area', 16, 'Smallest defect region reported, in pixels', 1, 1000000, live=True),
     Param(
+        'shared_backbone',
+        False,
+        'Share one backbone pass per frame with the other heads in this process (whole frame '
+        'at 320 px; onnxruntime): classifier, defect detector and feature maps',
+    ),
+    Param(
         'tracking',
         True,
         'Follow each defect across frames (camera motion compensated): Detection.id is the '
@@ -95,7 +101,19 @@ class DefectStep:
     def __init__(self, p: dict, log=print):
         self.sensitivity, self.min_area, self.tile = p['sensitivity'], p['min_area'], p['tile']
         model = load_defect_model(p['model'], log=log)
-        self.detector = DefectDetector(model, p['backend'], p['device'], p['num_threads'])
+        extractor = None
+        if p['shared_backbone']:
+            from cnn_perception.core.shared import SharedBackbone, SharedFeatures
+
+            shared = SharedBackbone.get(model.backbone, p['num_threads'])
+            if shared.matches_defect_model(model):
+                extractor = SharedFeatures(shared)
+            else:
+                log(f'{p["model"]}: its features are not the shared pass (stage 2 at 320 px); '
+                    'running its own pass')  # fmt: skip
+        self.detector = DefectDetector(
+            model, p['backend'], p['device'], p['num_threads'], extractor=extractor
+        )
         self.model_name = p['model'].rsplit('/', 1)[-1]
         self.describe = self.model_name
         self.inspector = (

@@ -1,5 +1,6 @@
 """The feature-map step (demo D10): frame -> layer mosaic and class activation map."""
 
+import cv2
 import numpy as np
 
 from cnn_perception import contract
@@ -34,6 +35,12 @@ PARAMS = [
         'Class activation map: eigencam (forward only) or gradcam (torch backend)',
         choices=('eigencam', 'gradcam'),
     ),
+    Param(
+        'shared_backbone',
+        False,
+        'Share one backbone pass per frame with the other heads in this process (whole frame '
+        'at 320 px; onnxruntime): classifier, defect detector and feature maps',
+    ),
     Param('max_rate_hz', 2.0, 'Most frames processed per second', 0.01, 100.0, live=True),
 ]
 
@@ -50,7 +57,16 @@ class FeatureStep:
         if p['cam_method'] == 'gradcam' and p['backend'] != 'torch':
             raise UserError('feature_map: cam_method gradcam needs backend torch')
         layers = [name for name in p['layers'] if name] or None
-        self.model = fm.FeatureMapModel(p['model'], layers, p['backend'], p['device'])
+        self.shared = None
+        if p['shared_backbone'] and layers is None and p['cam_method'] == 'eigencam':
+            from cnn_perception.core.shared import SharedBackbone
+
+            self.shared = SharedBackbone.get(p['model'])
+        self.model = (
+            None
+            if self.shared
+            else fm.FeatureMapModel(p['model'], layers, p['backend'], p['device'])
+        )
         self.cam_method = p['cam_method']
         self.mosaics = fm.MosaicBuilder(p['channels_per_layer'], p['colormap'], p['per_channel'])
         self.inferences = 0
@@ -63,21 +79,34 @@ class FeatureStep:
         out = StepOutput()
         if not want:
             return out
-        logits, acts = self.model.run(rgb)
+        if self.shared is not None:  # the whole frame, from the pass the heads share
+            res = self.shared.run(rgb)
+            logits, acts = res['logits'], res
+            layers, cam_layer = self.shared.feature_layers, self.shared.cam_layer
+            labels = self.shared.labels
+        else:
+            logits, acts = self.model.run(rgb)
+            layers, cam_layer = self.model.layers, self.model.cam_layer
+            labels = self.model.labels
         self.inferences += 1
         if contract.MOSAIC in want:
             out.images.append(
-                (contract.MOSAIC, self.mosaics.stacked({n: acts[n] for n in self.model.layers}))
+                (contract.MOSAIC, self.mosaics.stacked({n: acts[n] for n in layers}))
             )
         if contract.CAM in want:
             top = int(np.argmax(logits))
             cam = (
                 self.model.grad_cam(rgb, top)
                 if self.cam_method == 'gradcam'
-                else fm.eigen_cam(acts[self.model.cam_layer])
+                else fm.eigen_cam(acts[cam_layer])
             )
-            full = fm.cam_to_source(cam, self.model.preprocess, *rgb.shape[:2])
-            label = self.model.labels[top] if self.model.labels else str(top)
+            h, w = rgb.shape[:2]
+            full = (  # the shared pass saw the whole frame, not a centre crop
+                np.clip(cv2.resize(cam, (w, h), interpolation=cv2.INTER_CUBIC), 0, 1)
+                if self.shared is not None
+                else fm.cam_to_source(cam, self.model.preprocess, h, w)
+            )
+            label = labels[top] if labels else str(top)
             overlay = draw_label_panel(fm.cam_overlay(rgb, full), [f'{label} ({self.cam_method})'])
             out.images.append((contract.CAM, overlay))
         out.values['inferences'] = self.inferences

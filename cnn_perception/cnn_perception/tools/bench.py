@@ -108,7 +108,13 @@ def defect_cost(
 
 
 def params_file_for(
-    tmp: Path, backend: str, fps: float, width: int, height: int, onnx_only: bool
+    tmp: Path,
+    backend: str,
+    fps: float,
+    width: int,
+    height: int,
+    onnx_only: bool,
+    extra: dict | None = None,
 ) -> Path:
     import yaml
 
@@ -123,7 +129,9 @@ def params_file_for(
     if onnx_only:
         for key in ('/**/classifier', '/**/defect_detector', '/**/feature_map'):
             params[key]['ros__parameters']['backend'] = 'onnxruntime'
-    path = tmp / f'bench_{backend}_{width}x{height}_{fps:.0f}.yaml'
+    for key, values in (extra or {}).items():  # e.g. {'/**/defect_detector': {...}}
+        params[key]['ros__parameters'].update(values)
+    path = tmp / f'bench_{backend}_{width}x{height}_{fps:.0f}_{len(extra or {})}.yaml'
     path.write_text(yaml.safe_dump(params))
     return path
 
@@ -183,6 +191,7 @@ def pipeline_run(
     width: int = 640,
     height: int = 480,
     watch_images: bool = False,
+    extra: dict | None = None,
 ) -> dict:
     """Start `run` in its own process, measure from a probe in this one."""
     import psutil
@@ -191,7 +200,7 @@ def pipeline_run(
 
     with tempfile.TemporaryDirectory() as tmp:
         pfile = params_file_for(
-            Path(tmp), backend, camera_fps, width, height, backend == 'onnxruntime'
+            Path(tmp), backend, camera_fps, width, height, backend == 'onnxruntime', extra
         )
         with pipeline_and_probe(pfile, seconds + 90, nodes) as (proc, node, ex, got):
             if watch_images:  # make the image-producing nodes do their work
