@@ -517,24 +517,23 @@ def test_killed_subscriber_process_and_restart(tmp_path, probe):
 
 
 @pytest.mark.parametrize('sig', [2, 15])
-def test_record_interrupted_closes_a_readable_bag(tmp_path, sig, probe):
-    from rclpy.qos import qos_profile_sensor_data
-
+def test_record_interrupted_closes_a_readable_bag(tmp_path, sig):
     from cnn_perception.bagtools import info
 
-    topic = f'{NS}/camera/image_raw'
-    frames = probe.listen(Image, topic, qos_profile_sensor_data)
     cam = run_cli('run', '--nodes', 'camera', '--duration', '60')
     rec = python_process(
         '-m', 'cnn_perception', 'bag', 'record', '--out', str(tmp_path / 'r'), '--all'
     )
     try:
         assert wait_for_line(rec, 'recording', 60)
-        # the recorder subscribes to the camera (discovery polls once a second), then
-        # frames flow: 30 more seen here is about a second of recording there
-        assert probe.spin_until(lambda: probe.node.count_subscribers(topic) >= 2, 30)
-        start = len(frames)
-        assert probe.spin_until(lambda: len(frames) >= start + 30, 30)
+        # frames are on disk: the MCAP file holds more than a dozen 640x480 frames (the
+        # graph's subscriber count can still list the previous run's recorder)
+        deadline = time.monotonic() + 60
+        while (
+            time.monotonic() < deadline
+            and sum(f.stat().st_size for f in (tmp_path / 'r').glob('*.mcap')) < 13 * 640 * 480 * 3
+        ):
+            time.sleep(0.1)
         out = stop_process(rec, sig=sig)
     finally:
         stop_process(cam)
