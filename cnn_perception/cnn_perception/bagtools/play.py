@@ -30,11 +30,14 @@ def play(
     reader = BagReader(bag)
     wanted = {norm_topic(t) for t in topics or []}
     conns = [c for c in reader.connections if not wanted or norm_topic(c.topic) in wanted]
-    classes = {}
+    classes, missing = {}, set()
     for c in conns:
+        if c.msgtype in classes or (c.topic, c.msgtype) in missing:
+            continue  # a topic recorded over several connections is named once
         try:
-            classes.setdefault(c.msgtype, message_class(c.msgtype))
+            classes[c.msgtype] = message_class(c.msgtype)
         except BagError:
+            missing.add((c.topic, c.msgtype))
             log(f'bag play: skipping {c.topic}: type {c.msgtype} is not available here')
     conns = [c for c in conns if c.msgtype in classes]
     if not conns:
