@@ -65,8 +65,7 @@ def run(
 
     from cnn_perception import platforms
     from cnn_perception.bagtools.process import ros_header
-    from cnn_perception.io.bags import BagReader, decode_bag_frame, norm_topic
-    from cnn_perception.io.images import ImageError
+    from cnn_perception.io.bags import BagReader, norm_topic
     from cnn_perception.params import params_from_file
     from cnn_perception.steps import node_params
     from cnn_perception.steps.defects import DefectStep
@@ -100,13 +99,8 @@ def run(
         detect, track = [], []
         header = None
         total = sum(c.msgcount for c in conns)
-        for conn, stamp, raw in tqdm(reader.messages(conns), total=total, unit='frame',
-                                     desc='report'):  # fmt: skip
-            try:
-                msg, rgb = decode_bag_frame(reader, conn, raw)
-            except ImageError as exc:
-                res.skipped.append(f'{res.image_topic} at {stamp}: {exc}')
-                continue
+        frames = reader.frames(conns, lambda where, why: res.skipped.append(f'{where}: {why}'))
+        for _, _, _, msg, rgb in tqdm(frames, total=total, unit='frame', desc='report'):
             header = ros_header(msg.header)
             t0 = time.perf_counter()
             step(rgb, header)
@@ -119,7 +113,7 @@ def run(
         raise UserError(f'{bag}: not one frame of {res.image_topic} could be read')
     res.detect_ms, res.tracking_ms = float(np.median(detect)), float(np.median(track))
     res.findings = insp.findings
-    res.path = [(v[0], v[1]) for v in insp.positions.values]
+    res.path = insp.positions.path()
     res.rows = [_row(f) for f in res.findings]
     return res
 

@@ -18,7 +18,7 @@ from cnn_perception.bagtools.common import stop_on_signals
 from cnn_perception.contract import ANNOTATION_TYPE
 from cnn_perception.errors import BagError, UserError
 from cnn_perception.io.annotations import Builder, annotation_topic
-from cnn_perception.io.bags import BagReader, decode_bag_frame, norm_topic, typestore
+from cnn_perception.io.bags import BagReader, norm_topic, typestore
 
 
 @dataclass
@@ -107,7 +107,7 @@ def process(
     from rosbags.rosbag2 import StoragePlugin, Writer
     from tqdm import tqdm
 
-    from cnn_perception.io.images import ImageError, numpy_to_image
+    from cnn_perception.io.images import numpy_to_image
 
     bag_out = Path(bag_out)
     if bag_out.exists():
@@ -157,19 +157,19 @@ def process(
     total = sum(c.msgcount for c in conns)
     last_header, last_stamp = None, 0
     bar = tqdm(total=total, unit='frame', desc='bag process')
+
+    def skip(where: str, why: str) -> None:
+        bar.update()
+        report.skipped.append(f'{where}: {why}')
+        bar.write(f'bag process: skipped {where}: {why}')
+
     try:
-        for conn, stamp, raw in reader.messages(conns):
+        for conn, stamp, raw, msg, rgb in reader.frames(conns, skip):
             bar.update()
             if stop.is_set():
                 report.interrupted = 'signal'
                 break
             where = f'{norm_topic(conn.topic)} at {stamp}'
-            try:
-                msg, rgb = decode_bag_frame(reader, conn, raw)
-            except ImageError as exc:
-                report.skipped.append(f'{where}: {exc}')
-                bar.write(f'bag process: skipped {where}: {exc}')
-                continue
             header = ros_header(msg.header)
             last_header, last_stamp = header, stamp
             write(report.image_topic, conn.msgtype, reader.to_cdr(raw, conn.msgtype), stamp)

@@ -75,6 +75,10 @@ class PositionTrack:
         self.kind = self.kind or 'pose'
         self._insert(ns, (x, y, z, math.nan, math.nan, math.nan))
 
+    def path(self) -> list[tuple[float, float]]:
+        """(east, north) of every sample, in time order (the flight path)."""
+        return [(v[0], v[1]) for v in self.values]
+
     def at(self, ns: int) -> Position | None:
         if not self.stamps:
             return None

@@ -136,6 +136,22 @@ class BagReader:
             return iter(())  # none asked for (rosbags would read them all)
         return self.reader.messages(connections=connections or self.connections)
 
+    def frames(self, connections, on_bad):
+        """Yield (conn, stamp, raw, message, RGB) of every image message that decodes.
+
+        The others go to `on_bad(where, why)` ('/topic at <bag ns>', the reason) and are
+        skipped: one bad message never ends a read.
+        """
+        from cnn_perception.io.images import ImageError
+
+        for conn, stamp, raw in self.messages(connections):
+            try:
+                msg, rgb = decode_bag_frame(self, conn, raw)
+            except ImageError as exc:
+                on_bad(f'{norm_topic(conn.topic)} at {stamp}', str(exc))
+                continue
+            yield conn, stamp, raw, msg, rgb
+
     def to_cdr(self, raw, msgtype: str) -> bytes:
         """CDR bytes of a message as stored; ROS 1 messages become their ROS 2 type.
 
@@ -210,15 +226,8 @@ def decode_bag_frame(reader: BagReader, conn, raw):
 
 def image_frames(path: str | Path, topic: str | None = None, on_bad=None):
     """Yield (header, RGB frame) of one image topic; bad messages go to `on_bad(why)`."""
-    from cnn_perception.io.images import ImageError
-
     with BagReader(path) as reader:
         conns = reader.image_connections(topic)
-        for conn, stamp, raw in reader.messages(conns):
-            try:
-                msg, rgb = decode_bag_frame(reader, conn, raw)
-            except ImageError as exc:
-                if on_bad is not None:
-                    on_bad(f'{conn.topic} at {stamp}: {exc}')
-                continue
+        bad = (lambda where, why: on_bad(f'{where}: {why}')) if on_bad else (lambda *_: None)
+        for _, _, _, msg, rgb in reader.frames(conns, bad):
             yield msg.header, rgb

@@ -24,8 +24,9 @@ def shared(log=print, seconds: float = 10.0) -> dict:
     from cnn_perception.steps.defects import DefectStep
     from cnn_perception.tools.zoo import labelled_frames
 
-    frames = [f for f, _ in labelled_frames()]
-    labels_ok = [ids for _, ids in labelled_frames()]
+    labelled = labelled_frames()
+    frames = [f for f, _ in labelled]
+    labels_ok = [ids for _, ids in labelled]
 
     def params(cls, **kw):
         p = {q.name: q.default for q in node_params(cls)}
