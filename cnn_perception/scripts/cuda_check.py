@@ -14,7 +14,9 @@ What it checks, each against the CPU result in the same run:
 4. defect detector: patch features on cuda (fp16) vs cpu, then fit + calibrate + evaluate
    on brick crops (100 normal for fitting and calibration, 40 + 40 to test) on both,
    and scoring time against the classifier at the same input size on cuda;
-5. feature maps: EigenCAM and Grad-CAM peaks on cuda inside the cup / the cat.
+5. feature maps: EigenCAM and Grad-CAM peaks on cuda inside the cup / the cat;
+6. one backbone pass for every head (core/shared.py's multi-output net) on cuda fp16
+   against the classifier's and the defect detector's own passes, network time only.
 A section that fails is reported and the others still run. Nothing here imports rclpy.
 """
 
@@ -208,6 +210,52 @@ def feature_maps(dev: str) -> dict:
     return res
 
 
+def shared_pass(dev: str) -> dict:
+    """Own passes (classifier 224 crop + defect stage-2 at 320) vs one shared pass, fp16."""
+    return {m: _shared(dev, m) for m in MODELS}
+
+
+def _shared(dev: str, model: str) -> dict:
+    import cv2
+    import torch
+
+    from cnn_perception.core.classifier import load_classifier
+    from cnn_perception.core.defects import FeatureExtractor
+    from cnn_perception.core.models import get_model, model_entry
+    from cnn_perception.core.preprocess import normaliser, to_nchw
+    from cnn_perception.core.shared import PATCH_LAYERS, SHARED_SIZE, _shared_net
+
+    entry = model_entry(model)
+    frame = np.ascontiguousarray(np.resize(photos()['chelsea'], (480, 640, 3)))
+    clf = load_classifier(model, backend='torch', device=dev, fp16=True)
+    ex = FeatureExtractor(backbone=model, backend='torch', device=dev)
+    x = clf.preprocess(frame)
+    acts = list(dict.fromkeys([*entry.feature_layers, entry.cam_layer]))
+    net, _ = get_model(model)
+    shared = _shared_net(net, PATCH_LAYERS, acts).to(dev).half()
+    scale, offset = normaliser(entry.preprocess.mean, entry.preprocess.std)
+    nh, nw = SHARED_SIZE, round(640 * SHARED_SIZE / 480 / 16) * 16
+    xs = to_nchw(cv2.resize(frame, (nw, nh)), scale, offset)
+    xt = torch.from_numpy(xs).to(dev).half()
+
+    def run_shared():
+        with torch.inference_mode():
+            outs = shared(xt)
+            return [o.float().cpu() for o in outs[:2]]
+
+    c = median_ms(lambda: clf.backend.run(x))
+    d = median_ms(lambda: ex(frame))
+    s = median_ms(run_shared)
+    return {
+        'classifier_network_ms': c,
+        'defect_features_ms': d,
+        'own_passes_ms': c + d,
+        'shared_pass_ms': s,
+        'own_over_classifier': (c + d) / c,
+        'shared_over_classifier': s / c,
+    }
+
+
 def environment(dev: str) -> dict:
     import cv2
     import timm
@@ -247,6 +295,7 @@ def main() -> int:
         ('onnxruntime_cuda', onnx_cuda),
         ('defects', defects),
         ('feature_maps', feature_maps),
+        ('shared_pass', shared_pass),
     ):
         t0 = time.perf_counter()
         try:
