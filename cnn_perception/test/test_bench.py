@@ -25,6 +25,7 @@ KEYS = [
     ('defects', 'classifier_ms'),
     ('defects', 'defects_ms'),
     ('defects', 'ratio'),
+    ('pi', 'rss_mb'),
 ]
 
 
@@ -57,8 +58,10 @@ def test_bench_json_has_every_figure(tmp_path):
         assert isinstance(v, float | int) and v == v, key  # a number, not NaN
     assert out['pipeline']['fps'] > 0 and out['rss_mb']['all_nodes_onnxruntime'] > 50
     assert out['torch_loaded'] == {'onnxruntime_path': False, 'torch_path': True}
+    assert out['pi']['torch_loaded'] is False and out['pi']['fps'] > 0  # INT8, pi.yaml
     md = (tmp_path / 'b.md').read_text()
     assert '| pipeline / whole frame without ROS |' in md and '| defect scoring vs' in md
+    assert '| Pi configuration (pi.yaml, INT8 classifier' in md
     assert len(out['repeats']) == 2 and 'min..max' in md  # ratios repeated within the run
     assert md.startswith('# Benchmarks') and '<!-- /bench -->' in md
 

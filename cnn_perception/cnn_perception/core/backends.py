@@ -65,6 +65,10 @@ def make_session(model: str | bytes, device: str = 'cpu', num_threads: int = 0):
     # ORT's pool threads busy-wait after each run by default; on a 2-core drone
     # computer that steals the CPU from DDS, the camera and the other nodes.
     opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    # The CPU arena keeps each session's peak allocations for good; with four sessions
+    # in one process (the Pi runs every node together) that was 36 MB of the 450 MB
+    # budget, for no measurable speed (Lite0 call 0.98x the arena's, docs/benchmarks.md).
+    opts.enable_cpu_mem_arena = False
     providers = ['CPUExecutionProvider']
     if device.startswith('cuda'):
         have = ort.get_available_providers()

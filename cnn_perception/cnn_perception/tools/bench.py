@@ -192,6 +192,7 @@ def pipeline_run(
     height: int = 480,
     watch_images: bool = False,
     extra: dict | None = None,
+    params_file: Path | None = None,
 ) -> dict:
     """Start `run` in its own process, measure from a probe in this one."""
     import psutil
@@ -199,7 +200,7 @@ def pipeline_run(
     from sensor_msgs.msg import Image
 
     with tempfile.TemporaryDirectory() as tmp:
-        pfile = params_file_for(
+        pfile = params_file or params_file_for(
             Path(tmp), backend, camera_fps, width, height, backend == 'onnxruntime', extra
         )
         with pipeline_and_probe(pfile, seconds + 90, nodes) as (proc, node, ex, got):
@@ -245,6 +246,38 @@ def pipeline_run(
         'torch_loaded': 'torch loaded' in log,
         'results': len(window),
     }
+
+
+def pi_path(seconds: float, log=print) -> dict:
+    """Measure the Pi configuration as shipped (pi.yaml), INT8 classifier, test scene.
+
+    All four nodes in one process on ONNX Runtime, the output images watched (their
+    drawing is the most memory the nodes use). The INT8 model is quantized here with the
+    gate off: this measures memory and the torch-free path, `bench --int8` the answers.
+    """
+    import yaml
+
+    from cnn_perception import platforms
+    from cnn_perception.core.classifier import load_classifier
+    from cnn_perception.core.quantize import default_calibration_frames, quantize
+
+    clf = load_classifier()
+    with tempfile.TemporaryDirectory() as tmp:
+        log('bench: Pi configuration: quantizing the classifier (gate off) ...')
+        q = quantize(clf.backend.path, Path(tmp) / 'classifier.int8.onnx',
+                     default_calibration_frames(), clf.preprocess, min_agreement=0.0,
+                     log=lambda *_: None)  # fmt: skip
+        params = yaml.safe_load(platforms.params_file('pi').read_text())
+        params['/**/camera']['ros__parameters'].update(source='test:')
+        params['/**/classifier']['ros__parameters'].update(model=str(q.path), precision='int8')
+        pfile = Path(tmp) / 'pi_bench.yaml'
+        pfile.write_text(yaml.safe_dump(params))
+        fps = params['/**/camera']['ros__parameters']['fps']
+        r = pipeline_run(
+            'camera,classifier,defects,features', 'onnxruntime', fps, seconds,
+            watch_images=True, params_file=pfile,
+        )  # fmt: skip
+    return {'rss_mb': r['rss_mb'], 'torch_loaded': r['torch_loaded'], 'fps': r['fps']}
 
 
 def _vm_hwm_mb(pid: int) -> float | None:
@@ -360,6 +393,8 @@ def run_bench(
         'onnxruntime_path': solo['torch_loaded'] or full['torch_loaded'],
         'torch_path': torch_solo['torch_loaded'],
     }
+    log('bench: the Pi configuration, INT8 ...')
+    res['pi'] = pi_path(seconds, log)
     if growth:
         res['growth'] = {'input_size': {}, 'camera': {}}
         for s in (160, 224, 320):

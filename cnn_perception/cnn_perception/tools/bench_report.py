@@ -81,6 +81,14 @@ def markdown(res: dict) -> str:
         f'{"yes" if res["torch_loaded"]["onnxruntime_path"] else "no"} | no | '
         f'{ok(not res["torch_loaded"]["onnxruntime_path"])} |',
     ]
+    if 'pi' in res:
+        pi = res['pi']
+        lines += [
+            f'| Pi configuration (pi.yaml, INT8 classifier, all four nodes, ONNX Runtime): '
+            f'peak RSS | {pi["rss_mb"]:.0f} MB | <= 450 MB | {ok(pi["rss_mb"] <= 450)} |',
+            f'| torch imported on the Pi path | {"yes" if pi["torch_loaded"] else "no"} | no | '
+            f'{ok(not pi["torch_loaded"])} |',
+        ]
     if 'defects' in res:
         d = res['defects']
         lines.append(
