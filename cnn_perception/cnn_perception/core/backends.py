@@ -67,7 +67,7 @@ def make_session(model: str | bytes, device: str = 'cpu', num_threads: int = 0):
     opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
     # The CPU arena keeps each session's peak allocations for good; with four sessions
     # in one process (the Pi runs every node together) that was 36 MB of the 450 MB
-    # budget, for no measurable speed (Lite0 call 0.98x the arena's, docs/benchmarks.md).
+    # budget, for no measurable speed (Lite0 call 0.98-1.04x, within this machine's noise).
     opts.enable_cpu_mem_arena = False
     providers = ['CPUExecutionProvider']
     if device.startswith('cuda'):

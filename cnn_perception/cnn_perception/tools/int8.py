@@ -35,6 +35,10 @@ def int8(repeats: int = 5, calls: int = 100, log=print) -> dict:
         same = [x.argmax() == y.argmax() for x, y in zip(a, b, strict=True)]
         margin = [np.diff(np.sort(softmax(x.astype(np.float64)))[-2:])[0] for x in a]
         sure = [s for s, m in zip(same, margin, strict=True) if m >= 0.1]
+        la, lb = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        # signal-to-quantization-noise of the logits: how far INT8 is from fp32 overall,
+        # a steadier figure than agreement, which only counts frames that flip
+        sqnr = 10 * np.log10((la**2).mean() / ((la - lb) ** 2).mean())
 
         def per_call(sess) -> float:
             x = frames[0]
@@ -57,6 +61,7 @@ def int8(repeats: int = 5, calls: int = 100, log=print) -> dict:
         'disagreements': int(len(same) - sum(same)),
         'sure_frames': len(sure),
         'agreement_sure': float(np.mean(sure)) if sure else float('nan'),
+        'logit_sqnr_db': float(sqnr),
         'gate_agreement': rep.agreement,
         'gate_frames': rep.held_out,
         'fp32_ms': statistics.median(fp_ms),
@@ -89,6 +94,8 @@ def int8_markdown(r: dict) -> str:
                 f'{ok(r["agreement"] >= 0.97)} |',
                 f'| ... on the {r["sure_frames"]} frames fp32 is sure of (margin >= 0.1) | '
                 f'{r["agreement_sure"]:.1%} | | |',
+                f'| logits: signal / quantization noise, the same frames | '
+                f'{r["logit_sqnr_db"]:.1f} dB | | |',
                 f'| quality gate: agreement on {r["gate_frames"]} held-out calibration frames | '
                 f'{r["gate_agreement"]:.1%} | >= 97% to be cached | |',
                 '| defect features | stay fp32 (their AUROC is unchanged by construction) | | |',
