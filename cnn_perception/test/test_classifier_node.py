@@ -123,3 +123,30 @@ def test_frames_it_cannot_keep_up_with_are_dropped_not_queued(classifier_process
     lags = [round(t - sent[s], 2) for t, s in got]
     assert max(lags) < 0.6, lags
     assert set_param(probe, 'max_rate_hz', 0.0).successful
+
+
+def test_overlays_for_people_are_throttled_results_are_not(classifier_process, probe):
+    import time
+
+    from sensor_msgs.msg import Image
+
+    assert set_param(probe, 'image_max_rate_hz', 2.0).successful
+    pub = probe.node.create_publisher(type(frame(coffee(), 0)), TOPIC, qos_profile_sensor_data)
+    results = probe.listen(Classification, f'{NS}/classifier/classification')
+    overlays = probe.listen(Image, f'{NS}/classifier/overlay', qos_profile_sensor_data)
+    msg = frame(coffee(), 0)
+    t0 = time.monotonic()
+    sec = 2000
+    while time.monotonic() - t0 < 4.0:  # ~10 frames/s for 4 s, each one classified
+        sec += 1
+        msg.header.stamp = Time(sec=sec)
+        pub.publish(msg)
+        probe.spin_for(0.1)
+    probe.spin_for(1.0)
+    got = [m.header.stamp.sec for _, m in results if m.header.stamp.sec > 2000]
+    drawn = [m.header.stamp.sec for _, m in overlays if m.header.stamp.sec > 2000]
+    assert len(got) >= 20, f'{len(got)} results for {sec - 2000} frames'
+    # 2 Hz over ~4 s of frames; the first overlay may wait for the subscription to match
+    assert 2 <= len(drawn) <= 2 * 5 + 1, f'{len(drawn)} overlays for {len(got)} results'
+    assert set(drawn) <= set(got)  # an overlay is always of a frame that has results
+    assert set_param(probe, 'image_max_rate_hz', 0.0).successful

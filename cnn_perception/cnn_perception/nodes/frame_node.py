@@ -1,5 +1,7 @@
 """FrameNode: what every frame-processing node is (a step behind a ROS interface)."""
 
+import time
+
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -74,6 +76,9 @@ class FrameNode(Node):
         self.monitor = FrameMonitor()
         self.worker = LatestFrameWorker(self._process, self.report_failure, name=self.step_key)
         self.set_max_rate(p['max_rate_hz'])
+        self.image_period = 0.0
+        self.set_image_rate(p['image_max_rate_hz'])
+        self._last_images = -1e9
         self.compressed = p['image_transport'] == 'compressed'
         # image_transport's naming: the compressed twin of a (remapped) topic is
         # <resolved topic>/compressed, so remapping `image` moves both.
@@ -117,11 +122,16 @@ class FrameNode(Node):
         for prm in params:
             if prm.name == 'max_rate_hz':
                 self.set_max_rate(float(prm.value))
+            elif prm.name == 'image_max_rate_hz':
+                self.set_image_rate(float(prm.value))
             else:
                 self.step.set(prm.name, prm.value)
 
     def set_max_rate(self, hz: float) -> None:
         self.worker.min_period = 1.0 / hz if hz > 0 else 0.0
+
+    def set_image_rate(self, hz: float) -> None:
+        self.image_period = 1.0 / hz if hz > 0 else 0.0
 
     def watched(self) -> frozenset:
         """Output-image topics someone subscribes to (raw or compressed twin)."""
@@ -144,6 +154,14 @@ class FrameNode(Node):
 
         header, rgb = decode_frame(raw, self.compressed)
         want = self.watched()
+        now = time.monotonic()
+        # Images are for people: a step that exists only for them (feature maps) has its
+        # own max_rate_hz; for the others an image every image_period is enough.
+        if want and not self.step.needs_watchers:
+            if now - self._last_images < self.image_period:
+                want = frozenset()
+            else:
+                self._last_images = now
         out = self.step(rgb, header, want)
         for topic, msg in out.messages:
             self.pubs[topic].publish(msg)

@@ -41,6 +41,17 @@ FRAME_PARAMS = [
         1000.0,
         live=True,
     ),
+    Param(
+        'image_max_rate_hz',
+        15.0,
+        'Most output images (overlays, heatmaps) published per second, for people watching '
+        'in rviz; results are published for every processed frame (0: an image for every '
+        'processed frame). Drawing and sending a 640x480 image costs about as much CPU as '
+        'the camera spends on a frame',
+        0.0,
+        1000.0,
+        live=True,
+    ),
 ]
 
 # node key (platforms.NODES) -> (module, class)
