@@ -21,7 +21,8 @@ def weights(tmp_path_factory):
 
 def test_the_gate_refuses_in_one_line_and_caches_nothing(weights, tmp_path):
     out = tmp_path / 'lite0.onnx'
-    r = cli_run('export', 'efficientnet_lite0', '--weights', weights, '--onnx', out, '--int8')
+    r = cli_run('export', 'efficientnet_lite0', '--weights', weights, '--onnx', out, '--int8',
+                '--finetune-steps', '0')  # fmt: skip
     assert r.returncode == 2, r.stdout + r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and 'INT8 export refused: top-1 agrees with fp32 on' in lines[0]
@@ -32,7 +33,7 @@ def test_the_gate_refuses_in_one_line_and_caches_nothing(weights, tmp_path):
 def test_an_accepted_int8_export_classifies_without_torch(weights, tmp_path):
     out = tmp_path / 'lite0.onnx'
     r = cli_run('export', 'efficientnet_lite0', '--weights', weights, '--onnx', out, '--int8',
-                '--min-agreement', '0.5')  # fmt: skip
+                '--min-agreement', '0.5', '--finetune-steps', '0')  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert 'INT8: top-1 agrees with fp32 on' in r.stdout
     int8 = out.with_suffix('.int8.onnx')
@@ -70,3 +71,74 @@ def test_a_refused_int8_falls_back_to_fp32_in_the_node_step(weights, tmp_path):
     said.clear()
     ClassifierStep(p, log=said.append)
     assert 'cached verdict' in said[0]
+
+
+def test_folded_network_is_the_original_and_fake_quant_is_onnxruntime(tmp_path):
+    """core/qat.py's two foundations: the BN fold is exact, the simulation is ORT's INT8."""
+    import numpy as np
+    import torch
+
+    from cnn_perception.core.backends import export_onnx, make_session
+    from cnn_perception.core.models import get_model
+    from cnn_perception.core.qat import FakeQuant, fold_batchnorm
+    from cnn_perception.core.quantize import augmented_frames, photos, quantize
+
+    net, info = get_model('efficientnet_lite0')
+    pre = info.preprocess
+    folded = fold_batchnorm(net)
+    calib = augmented_frames(photos(('astronaut', 'china', 'brick')), 32, seed=0)
+    test = augmented_frames(photos(('coffee', 'rocket')), 8, seed=1)
+    x = torch.from_numpy(np.concatenate([pre(f) for f in test]))
+    with torch.no_grad():
+        ref, same = net.eval()(x), folded(x)
+    assert float((ref - same).abs().max()) < 1e-3  # folding changes nothing
+    path = tmp_path / 'folded.onnx'
+    export_onnx(folded, info, path, pre.crop)
+    rep = quantize(path, tmp_path / 'q.onnx', calib, pre, 0.0, log=lambda *_: None,
+                   held_out=test)  # fmt: skip
+    q = make_session(str(rep.path))
+    ort_int8 = np.concatenate([q.run(None, {'input': pre(f)})[0] for f in test])
+    fq = FakeQuant(folded, [torch.from_numpy(np.concatenate([pre(f) for f in calib]))])
+    with torch.no_grad():
+        sim = folded(x).numpy()
+    fq.remove()
+    with torch.no_grad():
+        back = folded(x)
+    assert float((back - same).abs().max()) < 1e-5  # remove() gives the float net back
+
+    def sqnr(a, b):
+        return 10 * np.log10((a**2).mean() / ((a - b) ** 2).mean())
+
+    fp32 = ref.numpy()
+    # the simulation is much closer to ORT's INT8 than either is to fp32
+    assert sqnr(ort_int8, sim) > sqnr(fp32, ort_int8) + 6, (
+        sqnr(ort_int8, sim),
+        sqnr(fp32, ort_int8),
+    )
+
+
+def test_export_int8_with_fine_tuning_end_to_end(weights, tmp_path):
+    """A few steps only (CI): the fine-tuned INT8 twin is written, tagged, and answers."""
+    import json
+
+    import onnx
+
+    out = tmp_path / 'lite0.onnx'
+    r = cli_run('export', 'efficientnet_lite0', '--weights', weights, '--onnx', out, '--int8',
+                '--finetune-steps', '3', '--min-agreement', '0.5')  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert 'INT8 fine-tuning: 3 steps' in r.stdout + r.stderr
+    int8 = out.with_suffix('.int8.onnx')
+    meta = {p.key: p.value for p in onnx.load(str(int8)).metadata_props}
+    info = json.loads(next(v for v in meta.values() if 'int8_finetune_steps' in v))
+    assert info['int8_finetune_steps'] == 3 and info['precision'] == 'int8'
+    code = (
+        'import sys; from skimage import data\n'
+        'from cnn_perception.core.classifier import load_classifier\n'
+        f'c = load_classifier({str(int8)!r})\n'
+        'print(c.predict(data.coffee(), 1).results[0].label)\n'
+        'assert "torch" not in sys.modules, "torch was imported"\n'
+    )
+    res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() in COFFEE_LABELS

@@ -29,6 +29,8 @@ from cnn_perception.core.backends import ONNX_META_KEY, make_session
 from cnn_perception.errors import UserError
 
 DEFAULT_MIN_AGREEMENT = 0.97
+# quantization-aware fine-tuning steps of `export --int8` (core/qat.py)
+FINETUNE_STEPS = 200
 
 
 def _relu6_ranges(model_path: Path) -> dict:
@@ -100,6 +102,69 @@ def default_calibration_frames(count: int = 160, seed: int = 0) -> list[np.ndarr
     return out
 
 
+# Photographs for INT8 fine-tuning (core/qat.py) and the photographs its gate checks on,
+# never trained on; neither holds a photograph the benchmarks measure agreement on.
+FINETUNE_PHOTOS = (
+    'flower', 'hubble_deep_field', 'immunohistochemistry', 'retina', 'colorwheel', 'logo',
+    'minduka', 'camera', 'coins', 'moon', 'cell', 'grass', 'brick', 'gravel',
+)  # fmt: skip
+GATE_PHOTOS = ('astronaut', 'china')
+
+
+def photos(names) -> list[np.ndarray]:
+    """HxWx3 uint8 RGB photographs shipped with scikit-image, scikit-learn, matplotlib."""
+    import os
+
+    import cv2
+    import matplotlib
+    from skimage import data
+    from sklearn.datasets import load_sample_images
+
+    out = []
+    for name in names:
+        if name in ('china', 'flower'):
+            img = load_sample_images().images[0 if name == 'china' else 1]
+        elif name == 'minduka':
+            path = os.path.join(
+                os.path.dirname(matplotlib.__file__), 'mpl-data', 'sample_data',
+                'Minduka_Present_Blue_Pack.png',
+            )  # fmt: skip
+            img = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+        else:
+            img = getattr(data, name)()
+        if img.ndim == 2:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+        out.append(np.ascontiguousarray(img[..., :3]))
+    return out
+
+
+def augmented_frames(images, count: int, seed: int) -> list[np.ndarray]:
+    """Random crops (a fifth to all of a side), mirrored, brighter or darker, some in pairs.
+
+    Pairs side by side give frames with two scenes in them, as a camera panning sees.
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        tiles = []
+        for _ in range(2 if rng.random() < 0.3 else 1):
+            img = images[int(rng.integers(len(images)))]
+            h, w = img.shape[:2]
+            keep = rng.uniform(0.2, 1.0)
+            ch, cw = max(16, int(h * keep)), max(16, int(w * keep))
+            y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            crop = img[y : y + ch, x : x + cw]
+            if rng.random() < 0.5:
+                crop = crop[:, ::-1]
+            crop = cv2.resize(np.ascontiguousarray(crop), (320, 320))
+            alpha, beta = rng.uniform(0.6, 1.3), rng.uniform(-20, 20)
+            tiles.append(cv2.convertScaleAbs(crop, alpha=alpha, beta=beta))
+        out.append(np.ascontiguousarray(np.concatenate(tiles, 1)))
+    return out
+
+
 def quantize(
     fp32_path: Path,
     out_path: Path,
@@ -108,19 +173,31 @@ def quantize(
     min_agreement: float = DEFAULT_MIN_AGREEMENT,
     keep_float: tuple[str, ...] = (),
     log=print,
+    reference: Path | None = None,
+    held_out: list[np.ndarray] | None = None,
+    meta: dict | None = None,
 ) -> QuantReport:
-    """Quantize an exported classifier; UserError (one line) when the gate refuses it."""
+    """Quantize an exported classifier; UserError (one line) when the gate refuses it.
+
+    `reference`: the fp32 model the gate compares with (default: `fp32_path` itself; the
+    original when `fp32_path` is a fine-tuned twin). `held_out`: the gate's frames (default:
+    a quarter of `frames`, then not used for the ranges). `meta`: added to the metadata.
+    """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if len(frames) < 8:
         raise UserError(f'INT8 calibration needs at least 8 frames, got {len(frames)}')
-    order = np.random.default_rng(0).permutation(len(frames))
-    n_held = max(4, len(frames) // 4)
-    held = [preprocess(frames[i]) for i in order[:n_held]]
-    calib = [preprocess(frames[i]) for i in order[n_held:]]
-    fp32 = make_session(str(fp32_path))
+    if held_out is None:
+        order = np.random.default_rng(0).permutation(len(frames))
+        n_held = max(4, len(frames) // 4)
+        held = [preprocess(frames[i]) for i in order[:n_held]]
+        calib = [preprocess(frames[i]) for i in order[n_held:]]
+    else:
+        held = [preprocess(f) for f in held_out]
+        calib = [preprocess(f) for f in frames]
+    fp32 = make_session(str(reference or fp32_path))
     input_name = fp32.get_inputs()[0].name
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,15 +234,16 @@ def quantize(
                 'fp32, or calibrate on more frames of your own camera'
             )
         proto = onnx.load(str(q))
-        meta = json.loads(
+        info = json.loads(
             next(
                 p.value for p in onnx.load(str(fp32_path)).metadata_props if p.key == ONNX_META_KEY
             )
         )
-        meta.update(precision='int8', int8_agreement=agree, int8_held_out=len(held))
+        info.update(precision='int8', int8_agreement=agree, int8_held_out=len(held))
+        info.update(meta or {})
         del proto.metadata_props[:]
         entry = proto.metadata_props.add()
-        entry.key, entry.value = ONNX_META_KEY, json.dumps(meta)
+        entry.key, entry.value = ONNX_META_KEY, json.dumps(info)
         tmp_out = out_path.with_suffix(f'.{os.getpid()}.tmp')
         onnx.save(proto, str(tmp_out))
         tmp_out.replace(out_path)  # atomic: never a half-written cache entry
