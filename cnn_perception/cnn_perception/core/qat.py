@@ -30,6 +30,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from cnn_perception.core.quantize import FINETUNE_STEPS as STEPS
 
 LR = 5e-6
+TEMPERATURE = 2.0  # softened targets: the runner-up classes' order matters too
+LOGIT_WEIGHT = 1.0
 BATCH = 16
 # timm's residual blocks: their output (after the residual add) is a quantized tensor
 _BLOCKS = ('InvertedResidual', 'DepthwiseSeparableConv', 'EdgeResidual')
@@ -177,8 +179,9 @@ def finetune(
         with torch.no_grad():
             target = teacher(x)
         out = student(x)
-        loss = F.kl_div(F.log_softmax(out, 1), F.softmax(target, 1), reduction='batchmean')
-        loss = loss + 0.1 * F.mse_loss(out, target)
+        t = TEMPERATURE
+        loss = F.kl_div(F.log_softmax(out / t, 1), F.softmax(target / t, 1), reduction='batchmean')
+        loss = loss * t * t + LOGIT_WEIGHT * F.mse_loss(out, target)
         opt.zero_grad()
         loss.backward()
         opt.step()
