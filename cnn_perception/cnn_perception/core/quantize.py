@@ -30,7 +30,7 @@ from cnn_perception.errors import UserError
 
 DEFAULT_MIN_AGREEMENT = 0.97
 # quantization-aware fine-tuning steps of `export --int8` (core/qat.py)
-FINETUNE_STEPS = 200
+FINETUNE_STEPS = 300
 
 
 def _relu6_ranges(model_path: Path) -> dict:
