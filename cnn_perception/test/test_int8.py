@@ -127,7 +127,7 @@ def test_export_int8_with_fine_tuning_end_to_end(weights, tmp_path):
     r = cli_run('export', 'efficientnet_lite0', '--weights', weights, '--onnx', out, '--int8',
                 '--finetune-steps', '3', '--min-agreement', '0.5')  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert 'INT8 fine-tuning: 3 steps' in r.stdout + r.stderr
+    assert 'INT8 fine-tuning on cpu: 3 steps' in r.stdout + r.stderr
     int8 = out.with_suffix('.int8.onnx')
     meta = {p.key: p.value for p in onnx.load(str(int8)).metadata_props}
     info = json.loads(next(v for v in meta.values() if 'int8_finetune_steps' in v))

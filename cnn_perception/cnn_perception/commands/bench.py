@@ -29,6 +29,14 @@ def add_parser(sub) -> None:
         help='only INT8 vs fp32 (throughput, top-1 agreement): the int8 section',
     )
     p.add_argument(
+        '--int8-model',
+        type=Path,
+        default=None,
+        metavar='FILE',
+        help='with --int8: measure this fine-tuned INT8 twin (`export --int8`, e.g. made on a '
+        'GPU machine) instead of fine-tuning here',
+    )
+    p.add_argument(
         '--shared',
         action='store_true',
         help='only one backbone pass shared by the heads: its cost and what it changes',
@@ -72,7 +80,8 @@ def _section(args, tag: str) -> int:
     from cnn_perception.tools.bench_report import write_section
 
     module = importlib.import_module(f'cnn_perception.tools.{tag}')
-    res = getattr(module, tag)(log=lambda s: print(s, file=sys.stderr, flush=True))
+    kwargs = {'model': args.int8_model} if tag == 'int8' and args.int8_model else {}
+    res = getattr(module, tag)(log=lambda s: print(s, file=sys.stderr, flush=True), **kwargs)
     md = getattr(module, f'{tag}_markdown')(res)
     if args.out:
         write_section(Path(args.out), tag, md, '# Benchmarks')

@@ -152,6 +152,7 @@ def finetune(
     lr: float = LR,
     log=print,
     progress: bool = True,
+    device: str | None = None,
 ):
     """Fine-tune a folded copy of `net` so that its INT8 twin gives `net`'s answers.
 
@@ -161,11 +162,13 @@ def finetune(
     import torch.nn.functional as F  # noqa: N812
     from tqdm import tqdm
 
-    def tensor(frames):
-        return torch.from_numpy(np.concatenate([preprocess(f) for f in frames]))
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
 
-    teacher = copy.deepcopy(net).eval()
-    student = fold_batchnorm(net)
+    def tensor(frames):
+        return torch.from_numpy(np.concatenate([preprocess(f) for f in frames])).to(device)
+
+    teacher = copy.deepcopy(net).eval().to(device)
+    student = fold_batchnorm(net).to(device)
     n = len(calibration_frames)
     calib = [tensor(calibration_frames[i : i + BATCH]) for i in range(0, n, BATCH)]
     fq = FakeQuant(student, calib)
@@ -189,7 +192,9 @@ def finetune(
         losses.append(float(loss.detach()))
         bar.set_postfix(loss=f'{np.mean(losses[-20:]):.4f}')
     fq.remove()
-    log(f'INT8 fine-tuning: {steps} steps, loss {losses[0]:.4f} -> {np.mean(losses[-20:]):.4f}')
+    student = student.cpu()
+    end = np.mean(losses[-20:])
+    log(f'INT8 fine-tuning on {device}: {steps} steps, loss {losses[0]:.4f} -> {end:.4f}')
     return student.eval(), losses
 
 
@@ -203,6 +208,7 @@ def quantize_finetuned(
     min_agreement: float | None = None,
     log=print,
     progress: bool = True,
+    device: str | None = None,
 ):
     """Fine-tune, export, quantize; the gate compares with the original export `fp32_path`.
 
@@ -242,6 +248,7 @@ def quantize_finetuned(
         steps=steps,
         log=log,
         progress=progress,
+        device=device,
     )
     with tempfile.TemporaryDirectory() as tmp:
         tuned = Path(tmp) / 'finetuned.onnx'

@@ -30,7 +30,7 @@ from cnn_perception.errors import UserError
 
 DEFAULT_MIN_AGREEMENT = 0.97
 # quantization-aware fine-tuning steps of `export --int8` (core/qat.py)
-FINETUNE_STEPS = 300
+FINETUNE_STEPS = 1000
 
 
 def _relu6_ranges(model_path: Path) -> dict:
@@ -234,6 +234,12 @@ def quantize(
                 'fp32, or calibrate on more frames of your own camera'
             )
         proto = onnx.load(str(q))
+        # Clip bounds the QDQ ranges made redundant: unused, and ONNX Runtime would warn
+        # about each of them every time a node loads the model
+        used = {i for n in proto.graph.node for i in n.input}
+        keep = [t for t in proto.graph.initializer if t.name in used]
+        del proto.graph.initializer[:]
+        proto.graph.initializer.extend(keep)
         info = json.loads(
             next(
                 p.value for p in onnx.load(str(fp32_path)).metadata_props if p.key == ONNX_META_KEY
