@@ -142,3 +142,10 @@ def test_export_int8_with_fine_tuning_end_to_end(weights, tmp_path):
     res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() in COFFEE_LABELS
+    # `bench --int8 --int8-model`: the section measures a model fine-tuned elsewhere
+    from cnn_perception.tools import int8 as bench_int8
+
+    r = bench_int8.int8(repeats=1, calls=5, log=lambda *_: None, model=int8)
+    assert r['finetune_steps'] == 3 and r['qat']['made'] == 'elsewhere'
+    assert r['qat']['frames'] == 60 and 0.5 <= r['qat']['agreement'] <= 1.0
+    assert '| top-1 agreement with fp32, 60 photograph frames |' in bench_int8.int8_markdown(r)
