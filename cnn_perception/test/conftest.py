@@ -166,3 +166,24 @@ def cli_run(*args, timeout: float = 600) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
     )
+
+
+def set_param(probe, name, value, node: str = 'classifier'):
+    """Set one parameter of a running node through its set_parameters service."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    from cnn_perception.contract import NAMESPACE
+
+    cli = probe.node.create_client(SetParameters, f'{NAMESPACE}/{node}/set_parameters')
+    assert cli.wait_for_service(timeout_sec=30)
+    pv = ParameterValue()
+    if isinstance(value, int):
+        pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value
+    elif isinstance(value, float):
+        pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, value
+    else:
+        pv.type, pv.string_value = ParameterType.PARAMETER_STRING, value
+    fut = cli.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=pv)]))
+    assert probe.spin_until(fut.done, 10)
+    return fut.result().results[0]

@@ -2,12 +2,10 @@
 
 from builtin_interfaces.msg import Time
 from cnn_perception_msgs.msg import Classification, LabelMap
-from conftest import run_cli, stop_process
+from conftest import run_cli, set_param, stop_process
 import cv2
 from photos import CAT_IDS, COFFEE_LABELS, chelsea, coffee
 import pytest
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 
 from cnn_perception.contract import NAMESPACE
@@ -30,21 +28,6 @@ def frame(rgb, sec: int):
     msg.header.stamp = Time(sec=sec, nanosec=0)
     msg.header.frame_id = 'cam'
     return msg
-
-
-def set_param(probe, name, value):
-    cli = probe.node.create_client(SetParameters, f'{NS}/classifier/set_parameters')
-    assert cli.wait_for_service(timeout_sec=30)
-    pv = ParameterValue()
-    if isinstance(value, int):
-        pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value
-    elif isinstance(value, float):
-        pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, value
-    else:
-        pv.type, pv.string_value = ParameterType.PARAMETER_STRING, value
-    fut = cli.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=pv)]))
-    assert probe.spin_until(fut.done, 10)
-    return fut.result().results[0]
 
 
 def test_photos_are_classified_with_their_header(classifier_process, probe):
