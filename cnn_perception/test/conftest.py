@@ -187,3 +187,23 @@ def set_param(probe, name, value, node: str = 'classifier'):
     fut = cli.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=pv)]))
     assert probe.spin_until(fut.done, 10)
     return fut.result().results[0]
+
+
+def coffee_without_torch(load_args: str, check: str = '') -> str:
+    """Classify the coffee photograph in a fresh interpreter; fail if torch gets imported.
+
+    `load_args`: the arguments of `load_classifier(...)` as Python source; `check`: more
+    source run on the classifier `c` first. Returns the top-1 label.
+    """
+    code = (
+        'import sys; from skimage import data\n'
+        'from cnn_perception.core.classifier import load_classifier\n'
+        f'c = load_classifier({load_args})\n'
+        f'{check}\n'
+        'r = c.predict(data.coffee(), 1).results[0]\n'
+        'assert "torch" not in sys.modules, "torch was imported"\n'
+        'print(r.label)\n'
+    )
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()

@@ -1,9 +1,8 @@
 """Classifier core on real photographs and real weights: both backends, parity, files."""
 
 from pathlib import Path
-import subprocess
-import sys
 
+from conftest import coffee_without_torch
 import numpy as np
 from photos import CAT_IDS, COFFEE_LABELS, chelsea, coffee
 import pytest
@@ -39,17 +38,7 @@ def test_backends_agree(classifiers):
 
 def test_onnx_file_path_never_imports_torch(tmp_path, classifiers):
     onnx = classifiers['onnxruntime'].backend.path
-    code = (
-        'import sys; from skimage import data\n'
-        'from cnn_perception.core.classifier import load_classifier\n'
-        f'c = load_classifier({str(onnx)!r}, backend="onnxruntime")\n'
-        'r = c.predict(data.coffee(), 1).results[0]\n'
-        'assert "torch" not in sys.modules, "torch was imported"\n'
-        'print(r.label)\n'
-    )
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() in COFFEE_LABELS
+    assert coffee_without_torch(f'{str(onnx)!r}, backend="onnxruntime"') in COFFEE_LABELS
 
 
 def test_changed_weights_get_a_new_onnx_export(tmp_path):

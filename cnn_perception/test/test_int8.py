@@ -1,9 +1,6 @@
 """INT8 for the CPU boards: the quality gate, the cache, the torch-free path, the fallback."""
 
-import subprocess
-import sys
-
-from conftest import cli_run
+from conftest import cli_run, coffee_without_torch
 from photos import COFFEE_LABELS
 import pytest
 
@@ -38,17 +35,8 @@ def test_an_accepted_int8_export_classifies_without_torch(weights, tmp_path):
     assert 'INT8: top-1 agrees with fp32 on' in r.stdout
     int8 = out.with_suffix('.int8.onnx')
     assert int8.is_file() and list(weights.parent.glob('*.int8.onnx'))
-    code = (
-        'import sys; from skimage import data\n'
-        'from cnn_perception.core.classifier import load_classifier\n'
-        f'c = load_classifier({str(out)!r}, precision="int8")\n'
-        'assert c.backend.path.name.endswith(".int8.onnx"), c.backend.path\n'
-        'print(c.predict(data.coffee(), 1).results[0].label)\n'
-        'assert "torch" not in sys.modules, "torch was imported"\n'
-    )
-    res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() in COFFEE_LABELS
+    check = 'assert c.backend.path.name.endswith(".int8.onnx"), c.backend.path'
+    assert coffee_without_torch(f'{str(out)!r}, precision="int8"', check) in COFFEE_LABELS
 
 
 def test_precision_int8_needs_onnxruntime_and_a_known_precision():
@@ -132,16 +120,7 @@ def test_export_int8_with_fine_tuning_end_to_end(weights, tmp_path):
     meta = {p.key: p.value for p in onnx.load(str(int8)).metadata_props}
     info = json.loads(next(v for v in meta.values() if 'int8_finetune_steps' in v))
     assert info['int8_finetune_steps'] == 3 and info['precision'] == 'int8'
-    code = (
-        'import sys; from skimage import data\n'
-        'from cnn_perception.core.classifier import load_classifier\n'
-        f'c = load_classifier({str(int8)!r})\n'
-        'print(c.predict(data.coffee(), 1).results[0].label)\n'
-        'assert "torch" not in sys.modules, "torch was imported"\n'
-    )
-    res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() in COFFEE_LABELS
+    assert coffee_without_torch(repr(str(int8))) in COFFEE_LABELS
     # `bench --int8 --int8-model`: the section measures a model fine-tuned elsewhere
     from cnn_perception.tools import int8 as bench_int8
 

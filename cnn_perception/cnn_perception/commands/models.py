@@ -186,7 +186,7 @@ def _export_int8(args, net, info, out: Path) -> None:
 
         path = int8_path(out)
         quantize_finetuned(net, info, out, path, args.finetune_steps, frames, args.min_agreement)
-        int8_path(out).with_suffix('.refused.txt').unlink(missing_ok=True)
+        path.with_suffix('.refused.txt').unlink(missing_ok=True)
     else:
         path = ensure_int8(out, info.preprocess, frames or _default_frames(), args.min_agreement)
     cached = onnx_cache_path(info, info.preprocess.crop)

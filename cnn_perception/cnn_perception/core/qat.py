@@ -81,7 +81,6 @@ class FakeQuant:
     """ONNX Runtime's QDQ quantization simulated on a folded network; `remove()` undoes it."""
 
     def __init__(self, net, calibration):
-        self.net = net
         self.enabled = True
         self.layers = [m for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
         blocks = [m for m in net.modules() if type(m).__name__ in _BLOCKS]

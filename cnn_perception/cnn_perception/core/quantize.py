@@ -82,15 +82,12 @@ def default_calibration_frames(count: int = 160, seed: int = 0) -> list[np.ndarr
     activation ranges should come from what the camera sees.
     """
     import cv2
-    from skimage import data
-    from sklearn.datasets import load_sample_images
 
-    photos = [data.astronaut(), *load_sample_images().images]
-    photos += [cv2.cvtColor(g, cv2.COLOR_GRAY2RGB) for g in (data.brick(), data.gravel())]
+    images = photos(('astronaut', 'china', 'flower', 'brick', 'gravel'))
     rng = np.random.default_rng(seed)
     out = []
     for i in range(count):
-        img = photos[i % len(photos)]
+        img = images[i % len(images)]
         h, w = img.shape[:2]
         keep = rng.uniform(0.5, 1.0)
         ch, cw = int(h * keep), int(w * keep)
@@ -165,6 +162,15 @@ def augmented_frames(images, count: int, seed: int) -> list[np.ndarray]:
     return out
 
 
+def top1_agreement(a, b, tensors) -> float:
+    """Share of preprocessed inputs on which two ONNX Runtime sessions give the same top-1."""
+    name = a.get_inputs()[0].name
+    same = [
+        a.run(None, {name: x})[0].argmax() == b.run(None, {name: x})[0].argmax() for x in tensors
+    ]
+    return float(np.mean(same))
+
+
 def quantize(
     fp32_path: Path,
     out_path: Path,
@@ -217,16 +223,7 @@ def quantize(
             nodes_to_exclude=list(keep_float),
             extra_options={'TensorQuantOverrides': _relu6_ranges(pre)},
         )
-        int8 = make_session(str(q))
-        agree = float(
-            np.mean(
-                [
-                    fp32.run(None, {input_name: x})[0].argmax()
-                    == int8.run(None, {input_name: x})[0].argmax()
-                    for x in held
-                ]
-            )
-        )
+        agree = top1_agreement(fp32, make_session(str(q)), held)
         if agree < min_agreement:
             raise QualityGateError(
                 f'INT8 export refused: top-1 agrees with fp32 on {agree:.1%} of {len(held)} '

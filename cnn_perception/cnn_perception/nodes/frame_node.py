@@ -76,7 +76,6 @@ class FrameNode(Node):
         self.monitor = FrameMonitor()
         self.worker = LatestFrameWorker(self._process, self.report_failure, name=self.step_key)
         self.set_max_rate(p['max_rate_hz'])
-        self.image_period = 0.0
         self.set_image_rate(p['image_max_rate_hz'])
         self._last_images = -1e9
         self.compressed = p['image_transport'] == 'compressed'

@@ -85,6 +85,7 @@ def int8(
         default_calibration_frames,
         photos,
         quantize,
+        top1_agreement,
     )
     from cnn_perception.tools.zoo import labelled_frames
 
@@ -105,11 +106,7 @@ def int8(
             path, made = Path(model), 'elsewhere'
             steps = json.loads(_meta(path)).get('int8_finetune_steps', steps)
             gate = [pre(f) for f in augmented_frames(photos(GATE_PHOTOS), 40, seed=7)]
-            q = make_session(str(path))
-            gate_agreement = float(np.mean([
-                fp.run(None, {'input': x})[0].argmax() == q.run(None, {'input': x})[0].argmax()
-                for x in gate
-            ]))  # fmt: skip
+            gate_agreement = top1_agreement(fp, make_session(str(path)), gate)
             seconds = float('nan')
         else:
             log(f'int8: quantization-aware fine-tuning, {steps} steps (gate off) ...')
