@@ -5,6 +5,9 @@ Publishes `camera/image_raw` (sensor-data QoS), its JPEG twin
 carry raw frames) and `camera/camera_info`, stamped with the capture time. A source that
 fails is reported on /diagnostics and reopened with exponential back-off; a bag message
 that does not decode is skipped with a WARN; the node itself stays up.
+
+In a one-process `pipeline` the frames go to the processing nodes of that process
+without DDS (`intra.FrameHub`), and over DDS only while someone outside subscribes.
 """
 
 import sys
@@ -13,8 +16,10 @@ import time
 import cv2
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
 
 from cnn_perception import contract
+from cnn_perception.intra import FrameHub
 from cnn_perception.io.calibration import load_camera_info
 from cnn_perception.io.images import jpeg_msg, numpy_to_image
 from cnn_perception.io.sources import (
@@ -87,6 +92,8 @@ class CameraNode(Node):
         self.info_pub = self.create_publisher(
             CameraInfo, contract.CAMERA_INFO.name, IMAGE_QOS, qos_overriding_options=overridable()
         )
+        self.hub = FrameHub.get(self.context, self.image_pub.topic_name)
+        self.in_process_only = 0  # frames that went to local nodes only, no DDS
         self.add_post_set_parameters_callback(self._params_changed)
         self.source = None
         self.backoff = BACKOFF_MIN
@@ -158,26 +165,38 @@ class CameraNode(Node):
             self.diag.count('bad_messages_skipped')
             self.diag.set(WARN, f'bad bag message skipped: {problem}')
         stamp = self.get_clock().now().to_msg()
+        header = Header(stamp=stamp, frame_id=self.frame_id)
+        local = 0
+        if self.hub.local_count:
+            # What a subscriber decoding the message would get (mono8: grey in 3 channels).
+            shown = rgb
+            if self.encoding == 'mono8':
+                shown = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+            local = self.hub.publish(header, shown, contract.stamp_ns(header))
+        # Local takers are DDS subscribers too: only a count above theirs is someone else.
+        if not local or self.image_pub.get_subscription_count() > local:
+            self.image_pub.publish(self._message(rgb, header))
+        else:
+            self.in_process_only += 1
+        if self.jpeg_pub.get_subscription_count() > 0:
+            self.jpeg_pub.publish(jpeg_msg(rgb, header, self.jpeg_quality))
+        info = self.info_template
+        info.header = header
+        if info.width == 0:  # uncalibrated, native size: fill in what we now know
+            info.width, info.height = rgb.shape[1], rgb.shape[0]
+        self.info_pub.publish(info)
+        self.last_sent = now
+        self.sent += 1
+        self.diag.update(frames_sent=self.sent, frames_in_process_only=self.in_process_only)
+
+    def _message(self, rgb, header) -> Image:
         if self.encoding == 'bgr8':
             frame = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         elif self.encoding == 'mono8':
             frame = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         else:
             frame = rgb
-        msg = numpy_to_image(frame, self.encoding)
-        msg.header.stamp = stamp
-        msg.header.frame_id = self.frame_id
-        info = self.info_template
-        info.header = msg.header
-        if info.width == 0:  # uncalibrated, native size: fill in what we now know
-            info.width, info.height = msg.width, msg.height
-        self.image_pub.publish(msg)
-        if self.jpeg_pub.get_subscription_count() > 0:
-            self.jpeg_pub.publish(jpeg_msg(rgb, msg.header, self.jpeg_quality))
-        self.info_pub.publish(info)
-        self.last_sent = now
-        self.sent += 1
-        self.diag.update(frames_sent=self.sent)
+        return numpy_to_image(frame, self.encoding, header)
 
 
 def main(args=None) -> int:

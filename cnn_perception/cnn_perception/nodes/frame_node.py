@@ -6,6 +6,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
 from cnn_perception.contract import IMAGE_INPUT, compressed_topic, message_class
+from cnn_perception.intra import FrameHub
 from cnn_perception.nodes.common import (
     ERROR,
     IMAGE_QOS,
@@ -84,7 +85,7 @@ class FrameNode(Node):
         topic = IMAGE_INPUT
         if self.compressed:
             topic = compressed_topic(self.resolve_topic_name(IMAGE_INPUT))
-        self.create_subscription(
+        sub = self.create_subscription(
             CompressedImage if self.compressed else Image,
             topic,
             self._on_image,
@@ -92,7 +93,13 @@ class FrameNode(Node):
             raw=True,
             qos_overriding_options=overridable(),
         )
+        # A camera in this process hands its frames over directly (intra.py); the DDS
+        # subscription stays for every other publisher (a bag replay, a remote camera).
+        self.hub = None if self.compressed else FrameHub.get(self.context, sub.topic_name)
+        if self.hub is not None:
+            self.hub.subscribe(self._on_local_frame)
         self.skipped_unwatched = 0
+        self.duplicates_skipped = 0
         self.diag.set(OK, f'{self.step.describe}: waiting for images on {topic}')
 
     def _start_annotations(self, step_cls) -> None:
@@ -142,16 +149,29 @@ class FrameNode(Node):
         )
 
     def _on_image(self, raw: bytes) -> None:
+        if self.hub is not None and self.hub.seen(raw):
+            self.duplicates_skipped += 1  # already handed over in-process
+            return
+        self._submit(raw)
+
+    def _on_local_frame(self, header, rgb) -> None:
+        self._submit((header, rgb))
+
+    def _submit(self, item) -> None:
         # A step for people only (feature maps) costs nothing while nobody looks.
         if self.step.needs_watchers and not self.watched():
             self.skipped_unwatched += 1
             return
-        self.worker.submit(raw)
+        self.worker.submit(item)
 
-    def _process(self, raw: bytes) -> None:
+    def _process(self, item) -> None:
+        """One frame: CDR bytes from DDS, or (header, RGB array) from this process."""
         from cnn_perception.io.images import jpeg_msg, numpy_to_image
 
-        header, rgb = decode_frame(raw, self.compressed)
+        if isinstance(item, tuple):
+            header, rgb = item
+        else:
+            header, rgb = decode_frame(item, self.compressed)
         want = self.watched()
         now = time.monotonic()
         # Images are for people: a step that exists only for them (feature maps) has its
@@ -198,10 +218,13 @@ class FrameNode(Node):
             processed=self.worker.processed + 1,
             dropped=self.worker.dropped,
             skipped_unwatched=self.skipped_unwatched,
+            duplicates_skipped=self.duplicates_skipped,
             **values,
         )
 
     def destroy_node(self) -> None:
+        if getattr(self, 'hub', None) is not None:
+            self.hub.unsubscribe(self._on_local_frame)
         if getattr(self, 'worker', None) is not None:
             self.worker.stop()
         super().destroy_node()

@@ -1,0 +1,104 @@
+"""Frames handed over inside one process (intra.py): the hub alone, then a real pipeline.
+
+The pipeline test runs `run --nodes camera,classifier` as its own OS process and watches
+it from this one over DDS: while nobody outside listens to the camera, its frames reach
+the classifier without DDS; once someone does, they go out over DDS as well, and the
+classifier does not process the copies that come back to it.
+"""
+
+import numpy as np
+
+from cnn_perception.intra import FrameHub, cdr_stamp_ns
+
+
+class Header:
+    frame_id = 'cam'
+
+
+class Context:
+    """Stands for an rclpy Context: hubs are kept per context object."""
+
+
+def test_hub_hands_each_frame_to_every_local_subscriber_read_only():
+    got_a, got_b = [], []
+    ctx = Context()
+    hub = FrameHub.get(ctx, '/ns/camera/image_raw')
+    assert FrameHub.get(ctx, '/ns/camera/image_raw') is hub
+    assert FrameHub.get(ctx, '/ns/other') is not hub
+    assert FrameHub.get(Context(), '/ns/camera/image_raw') is not hub
+    take_a = lambda h, f: got_a.append(f)  # noqa: E731
+    hub.subscribe(take_a)
+    hub.subscribe(lambda h, f: got_b.append(f))
+    frame = np.zeros((4, 6, 3), np.uint8)
+    assert hub.publish(Header(), frame, 123) == 2
+    assert got_a[0] is frame and got_b[0] is frame and not frame.flags.writeable
+    hub.unsubscribe(take_a)
+    assert hub.local_count == 1 and hub.publish(Header(), frame.copy(), 124) == 1
+
+
+def test_a_frame_that_comes_back_over_dds_is_recognised_by_its_stamp():
+    from rclpy.serialization import serialize_message
+
+    from cnn_perception.io.images import numpy_to_image
+
+    msg = numpy_to_image(np.zeros((2, 2, 3), np.uint8), 'rgb8')
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 1700000000, 250
+    raw = serialize_message(msg)
+    assert cdr_stamp_ns(raw) == 1700000000 * 10**9 + 250
+    hub = FrameHub('/t')
+    assert not hub.seen(raw), 'nothing handed over yet'
+    hub.subscribe(lambda h, f: None)
+    hub.publish(msg.header, np.zeros((2, 2, 3), np.uint8), 1700000000 * 10**9 + 250)
+    assert hub.seen(raw)
+    msg.header.stamp.nanosec = 251
+    assert not hub.seen(serialize_message(msg)), 'another frame from another publisher'
+    assert cdr_stamp_ns(b'\x00\x01') is None
+
+
+def _latest(diags, name):
+    for _, arr in reversed(diags):
+        for s in arr.status:
+            if s.name.endswith(name):
+                return {kv.key: kv.value for kv in s.values}
+    return {}
+
+
+def test_pipeline_hands_frames_over_in_process_and_over_dds_only_when_someone_listens(probe):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from cnn_perception import contract
+    from conftest import run_cli, stop_process
+
+    from cnn_perception_msgs.msg import Classification
+
+    diags = probe.listen(DiagnosticArray, '/diagnostics')
+    results = probe.listen(Classification, contract.CLASSIFICATION.full())
+    proc = run_cli('run', '--nodes', 'camera,classifier', '--duration', '120')
+    try:
+
+        def camera(key):
+            return int(_latest(diags, '/camera').get(key, -1))
+
+        def classifier(key):
+            return int(_latest(diags, '/classifier').get(key, -1))
+
+        assert probe.spin_until(lambda: camera('frames_in_process_only') > 30, 90), (
+            'the camera never handed a frame over in-process:\n' + ''.join(proc.lines)[-3000:]
+        )
+        assert classifier('processed') > 0 and classifier('duplicates_skipped') == 0
+        # Someone outside the process subscribes to the camera: frames go out over DDS.
+        images = probe.listen(Image, contract.CAMERA_IMAGE.full(), qos_profile_sensor_data)
+        assert probe.spin_until(lambda: len(images) > 20, 30), 'no frames over DDS'
+        local_only = camera('frames_in_process_only')
+        probe.spin_until(lambda: classifier('duplicates_skipped') > 20, 30)
+        assert classifier('duplicates_skipped') > 20, 'the DDS copies were not recognised'
+        assert camera('frames_in_process_only') - local_only <= 2
+        # Each frame processed once: no two results carry the same image stamp.
+        stamps = [contract.stamp_ns(m.header) for _, m in results]
+        assert len(stamps) > 50 and len(set(stamps)) == len(stamps)
+        assert _latest(diags, '/classifier').get('bad_frames') is None
+    finally:
+        log = stop_process(proc)
+    assert 'Traceback' not in log, log[-3000:]
