@@ -38,7 +38,7 @@ class FrameHub:
 
     @staticmethod
     def get(context: Any, topic: str) -> 'FrameHub':
-        """The hub of `topic` (a resolved name) in `context`, created on first use."""
+        """Return the hub of `topic` (a resolved name) in `context`, made on first use."""
         with _lock:
             per_context = _hubs.setdefault(context, {})
             if topic not in per_context:
@@ -90,7 +90,7 @@ class FrameHub:
 
 
 def cdr_stamp_ns(raw: bytes) -> int | None:
-    """The header stamp of a CDR-serialised message that starts with a std_msgs/Header."""
+    """Read the header stamp of a CDR-serialised message that starts with a Header."""
     if len(raw) < 12:
         return None
     endian = '<' if raw[1] & 1 else '>'  # encapsulation kind: CDR_LE is 0x0001

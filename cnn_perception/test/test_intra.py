@@ -64,14 +64,13 @@ def _latest(diags, name):
 
 
 def test_pipeline_hands_frames_over_in_process_and_over_dds_only_when_someone_listens(probe):
+    from cnn_perception_msgs.msg import Classification
+    from conftest import run_cli, stop_process
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
     from cnn_perception import contract
-    from conftest import run_cli, stop_process
-
-    from cnn_perception_msgs.msg import Classification
 
     diags = probe.listen(DiagnosticArray, '/diagnostics')
     results = probe.listen(Classification, contract.CLASSIFICATION.full())
