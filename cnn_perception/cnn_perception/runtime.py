@@ -1,6 +1,7 @@
 """Frame hand-over and frame checks shared by the nodes, without rclpy (unit-tested alone)."""
 
 from collections.abc import Callable
+import os
 import threading
 import time
 from typing import Any
@@ -15,7 +16,9 @@ class LatestFrameWorker:
     never blocks callbacks and frames are never queued: when the model is slower than the
     camera, the frames in between are dropped (and counted). `min_period` (seconds)
     throttles the rate; `process` exceptions are handed to `on_error` and the worker
-    carries on, slowing down after `backoff_after` consecutive failures.
+    carries on, slowing down after `backoff_after` consecutive failures. `niceness` > 0
+    lowers this thread's scheduling priority (Linux nice, per thread): a head that runs
+    at a few hertz beside the classifier yields the CPU to it instead of sharing it.
     """
 
     def __init__(
@@ -24,6 +27,7 @@ class LatestFrameWorker:
         on_error: Callable[[Exception], None],
         name: str = 'inference',
         backoff_after: int = 5,
+        niceness: int = 0,
     ):
         self._process = process
         self._on_error = on_error
@@ -36,6 +40,8 @@ class LatestFrameWorker:
         self.dropped = 0
         self.failures_in_a_row = 0
         self.backoff_after = backoff_after
+        self.niceness = niceness
+        self.nice_error = ''
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -47,6 +53,11 @@ class LatestFrameWorker:
             self._cv.notify()
 
     def _run(self) -> None:
+        if self.niceness > 0:
+            try:  # on Linux, PRIO_PROCESS with a thread id sets that thread alone
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.niceness)
+            except (OSError, AttributeError) as exc:  # not Linux: runs at normal priority
+                self.nice_error = f'{type(exc).__name__}: {exc}'
         last_start = 0.0
         while True:
             with self._cv:

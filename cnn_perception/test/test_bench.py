@@ -18,6 +18,8 @@ KEYS = [
     ('pipeline', 'latency_ms', 'p99'),
     ('all_nodes', 'classifier_fps'),
     ('all_nodes', 'ratio_to_solo'),
+    ('all_nodes', 'defect_fps'),
+    ('all_nodes', 'defect_max_rate_hz'),
     ('rss_mb', 'classifier_torch'),
     ('rss_mb', 'classifier_onnxruntime'),
     ('rss_mb', 'all_nodes_torch'),
@@ -63,6 +65,9 @@ def test_bench_json_has_every_figure(tmp_path):
     assert '| pipeline / whole frame without ROS |' in md and '| defect scoring vs' in md
     assert '| Pi configuration (pi.yaml, INT8 classifier' in md
     assert len(out['repeats']) == 2 and 'min..max' in md  # ratios repeated within the run
+    # the model alone measured before and after each pipeline run, the mean the reference
+    assert all(len(r['model_frame_fps_before_after']) == 2 for r in out['repeats'])
+    assert out['all_nodes']['defect_fps'] > 0, 'the defect detector ran beside the classifier'
     assert md.startswith('# Benchmarks') and '<!-- /bench -->' in md
 
 

@@ -108,3 +108,23 @@ def test_params_from_file_follows_ros_wildcards(tmp_path):
     f.write_text('/**/classifier:\n  ros__parameters:\n    top_k: 0\n')
     with pytest.raises(UserError, match='top_k: 0 is out of range'):
         params_from_file(f, 'classifier', params)
+
+
+def test_worker_thread_runs_at_the_niceness_asked_for_and_only_that_thread():
+    import os
+
+    seen = []
+    w = LatestFrameWorker(
+        lambda item: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())),
+        lambda e: None,
+        niceness=7,
+    )
+    try:
+        w.submit(1)
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        w.stop()
+    assert seen == [7] and not w.nice_error
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0, 'only that thread'

@@ -75,7 +75,9 @@ class FrameNode(Node):
         self.on_start()
         self.add_post_set_parameters_callback(self._params_changed)
         self.monitor = FrameMonitor()
-        self.worker = LatestFrameWorker(self._process, self.report_failure, name=self.step_key)
+        self.worker = LatestFrameWorker(
+            self._process, self.report_failure, name=self.step_key, niceness=p['niceness']
+        )
         self.set_max_rate(p['max_rate_hz'])
         self.set_image_rate(p['image_max_rate_hz'])
         self._last_images = -1e9
@@ -212,6 +214,8 @@ class FrameNode(Node):
         if warning:
             self.diag.count('frame_warnings')
             self.diag.set(WARN, warning)
+        elif self.worker.nice_error:
+            self.diag.set(WARN, f'niceness not applied: {self.worker.nice_error}')
         elif self.diag.level != OK:
             self.diag.set(OK, f'{self.step.describe}: {self.task}')
         self.diag.update(

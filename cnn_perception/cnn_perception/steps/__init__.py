@@ -52,6 +52,15 @@ FRAME_PARAMS = [
         1000.0,
         live=True,
     ),
+    Param(
+        'niceness',
+        0,
+        'Linux nice value of the inference thread (0: normal priority; 19: lowest). A head '
+        'that runs at a few hertz beside the classifier yields the CPU to it; pair with '
+        'num_threads 1, as ONNX Runtime pool threads keep normal priority',
+        0,
+        19,
+    ),
 ]
 
 # node key (platforms.NODES) -> (module, class)

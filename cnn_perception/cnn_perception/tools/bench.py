@@ -136,15 +136,24 @@ def params_file_for(
     return path
 
 
+class Results(list):
+    """(receive time, image stamp) per classification; `defects`: detection receive times."""
+
+    def __init__(self):
+        super().__init__()
+        self.defects: list[float] = []
+
+
 @contextlib.contextmanager
 def pipeline_and_probe(params_file: Path, run_seconds: float, nodes: str | None = None):
     """`run` in its own OS process, a probe node here counting its classifications.
 
     Yields (process, probe node, executor, results) where results collects
-    (receive time, image stamp in ns) per Classification; on exit the probe is destroyed
+    (receive time, image stamp in ns) per Classification, and `results.defects` the
+    receive times of the defect detector's DetectionArrays; on exit the probe is destroyed
     and the pipeline stopped with SIGINT; its output is left in `process.log`.
     """
-    from cnn_perception_msgs.msg import Classification
+    from cnn_perception_msgs.msg import Classification, DetectionArray
     import rclpy
 
     cmd = [
@@ -163,12 +172,15 @@ def pipeline_and_probe(params_file: Path, run_seconds: float, nodes: str | None 
     ctx = rclpy.context.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node('bench_probe', context=ctx)
-    got: list[tuple[float, int]] = []
+    got = Results()
     node.create_subscription(
         Classification,
         contract.CLASSIFICATION.full(),
         lambda m: got.append((time.time(), contract.stamp_ns(m.header))),
         10,
+    )
+    node.create_subscription(
+        DetectionArray, contract.DETECTIONS.full(), lambda m: got.defects.append(time.time()), 10
     )
     ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
@@ -215,11 +227,12 @@ def pipeline_run(
             t_warm = time.monotonic() + 2.0  # skip start-up transients
             while time.monotonic() < t_warm:
                 ex.spin_once(timeout_sec=0.05)
-            start = len(got)
+            start, n_defects = len(got), len(got.defects)
             t0 = time.monotonic()
             while time.monotonic() - t0 < seconds:
                 ex.spin_once(timeout_sec=0.05)
             window = got[start:]
+            defects = len(got.defects) - n_defects
             elapsed = time.monotonic() - t0
             try:
                 rss = psutil.Process(proc.pid).memory_info().rss / 1e6
@@ -236,6 +249,7 @@ def pipeline_run(
     half = len(lat) // 2
     return {
         'fps': len(window) / elapsed if elapsed > 0 else 0.0,
+        'defect_fps': defects / elapsed if elapsed > 0 else 0.0,
         'latency_ms': {
             'p50': percentile(lat, 50),
             'p99': percentile(lat, 99),
@@ -335,28 +349,43 @@ def run_bench(
     log('bench: defect scoring vs classifier at the same input size ...')
     res['defects'] = defect_cost(seconds, 'onnxruntime')
     cam_fps = max(30.0, overload * ort['frame_fps'])
-    # The ROS-side ratios swing from run to run (the machine's own speed moves too):
-    # each is measured `repeats` times, the model alone again beside each pipeline run,
-    # and reported as median and min..max.
+    # The ROS-side ratios swing from run to run, and the machine's own speed drifts by
+    # 10-20% within a minute: each is measured `repeats` times, with the model alone
+    # measured right before and right after each pipeline run (their mean is the
+    # reference), and reported as median and min..max.
+    from cnn_perception.params import params_from_file
+    from cnn_perception.platforms import params_file
+    from cnn_perception.steps import node_params, step_class
+
+    defect_params = node_params(step_class('defects'))
+    defect_hz = params_from_file(params_file('desktop'), 'defect_detector', defect_params)[
+        'max_rate_hz'
+    ]
     runs = []
+    after = None
     for i in range(repeats):
         log(f'bench: repeat {i + 1}/{repeats}: model alone, classifier pipeline, all nodes ...')
-        alone = ort if i == 0 else model_only('onnxruntime', size, seconds, model)
+        before = ort if i == 0 else after
         solo = pipeline_run('camera,classifier', 'onnxruntime', cam_fps, seconds)
+        after = model_only('onnxruntime', size, seconds, model)
+        ref_fps = (before['frame_fps'] + after['frame_fps']) / 2
+        ref_p50 = (before['frame_p50_ms'] + after['frame_p50_ms']) / 2
         full = pipeline_run(
             'camera,classifier,defects,features', 'onnxruntime', cam_fps, seconds,
             watch_images=True,
         )  # fmt: skip
         runs.append(
             {
-                'model_frame_fps': alone['frame_fps'],
-                'model_frame_p50_ms': alone['frame_p50_ms'],
+                'model_frame_fps': ref_fps,
+                'model_frame_p50_ms': ref_p50,
+                'model_frame_fps_before_after': [before['frame_fps'], after['frame_fps']],
                 'pipeline_fps': solo['fps'],
-                'ratio': solo['fps'] / alone['frame_fps'],
+                'ratio': solo['fps'] / ref_fps,
                 'p99_ms': solo['latency_ms']['p99'],
-                'p99_ok': solo['latency_ms']['p99'] <= 3 * alone['frame_p50_ms'],
+                'p99_ok': solo['latency_ms']['p99'] <= 3 * ref_p50,
                 'all_nodes_fps': full['fps'],
                 'all_over_solo': full['fps'] / solo['fps'],
+                'all_nodes_defect_fps': full['defect_fps'],
                 'solo': solo,
                 'full': full,
             }
@@ -377,6 +406,8 @@ def run_bench(
         'classifier_fps': full['fps'],
         'ratio_to_solo': full['fps'] / solo['fps'],
         'latency_ms': full['latency_ms'],
+        'defect_fps': full['defect_fps'],
+        'defect_max_rate_hz': defect_hz,
     }
     log('bench: memory with torch loaded ...')
     torch_solo = pipeline_run('camera,classifier', 'torch', cam_fps, min(seconds, 5))

@@ -72,6 +72,9 @@ def markdown(res: dict) -> str:
         f'| classifier with all four nodes running | {a["classifier_fps"]:.1f} results/s, '
         f'{a["ratio_to_solo"]:.2f} x solo{spread("all_over_solo")} | >= 0.8 x solo | '
         f'{ok(a["ratio_to_solo"] >= 0.8)} |',
+        f'| ... the defect detector meanwhile (its max_rate_hz: '
+        f'{a.get("defect_max_rate_hz", nan):.0f}) | {a.get("defect_fps", nan):.1f} results/s '
+        '| | |',
         f'| peak RSS, classifier alone: torch / ONNX-only | {r["classifier_torch"]:.0f} / '
         f'{r["classifier_onnxruntime"]:.0f} MB | | |',
         f'| peak RSS, all four nodes: torch / ONNX-only | {r["all_nodes_torch"]:.0f} / '
