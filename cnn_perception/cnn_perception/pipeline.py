@@ -75,6 +75,9 @@ def run(entries, duration: float = 0.0, args=None, ready: threading.Event | None
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
+    from cnn_perception.runtime import limit_blas_threads
+
+    limit_blas_threads()
     rclpy.init(args=args)
     nodes = []
     try:

@@ -170,6 +170,9 @@ def run_node(node_cls, prog: str, args=None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
+    from cnn_perception.runtime import limit_blas_threads
+
+    limit_blas_threads()
     rclpy.init(args=args)
     node = None
     try:
