@@ -31,6 +31,25 @@ def _nodes(context):
         arg('image_topic') or None,
     )
     sim = {'use_sim_time': arg('use_sim_time') in TRUE}
+    if arg('single_process') in TRUE and entries:
+        # All nodes under one executor (`pipeline`): frames pass between them without
+        # DDS (intra.py) and one interpreter and runtime are loaded instead of four.
+        cli = ['--platform', arg('platform'), '--nodes', ','.join(keys)]
+        cli += ['--namespace', arg('namespace')]
+        for name in ('source', 'params_file', 'image_topic'):
+            if arg(name):
+                cli += [f'--{name.replace("_", "-")}', arg(name)]
+        cli += ['--ros-args', '--log-level', arg('log_level')]
+        cli += ['-p', f'use_sim_time:={str(sim["use_sim_time"]).lower()}']
+        return [
+            Node(
+                package='cnn_perception',
+                executable='pipeline',
+                arguments=cli,
+                output='screen',
+                emulate_tty=True,
+            )
+        ]
     return [
         Node(
             package='cnn_perception',
@@ -77,6 +96,14 @@ def generate_launch_description():
             default_value='',
             description='Topic the processing nodes take frames from (empty: the camera); '
             'a topic ending in /compressed is read as sensor_msgs/CompressedImage',
+        ),
+        DeclareLaunchArgument(
+            'single_process',
+            default_value='false',
+            choices=['true', 'false'],
+            description='Run the nodes in one process (the `pipeline` executable): camera '
+            'frames reach the other nodes without DDS and the process loads one Python and '
+            'one ONNX Runtime; what the Pi uses (its 450 MB budget is for one process)',
         ),
         DeclareLaunchArgument(
             'log_level',

@@ -43,6 +43,7 @@ def test_every_argument_has_a_description():
         'enable_classifier',
         'enable_defects',
         'enable_features',
+        'single_process',
     } <= set(args)
     for a in args.values():
         assert a.description and 'no description' not in a.description.lower(), a.name
@@ -60,10 +61,10 @@ import sys
 import launch
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 ls = launch.LaunchService()
+args = {'source': 'test:', 'enable_defects': 'false', 'enable_features': 'false'}
+args.update(a.split(':=') for a in sys.argv[2:])
 ls.include_launch_description(launch.actions.IncludeLaunchDescription(
-    PythonLaunchDescriptionSource(sys.argv[1]),
-    launch_arguments={'source': 'test:', 'enable_defects': 'false',
-                      'enable_features': 'false'}.items()))
+    PythonLaunchDescriptionSource(sys.argv[1]), launch_arguments=args.items()))
 sys.exit(ls.run())
 """
 
@@ -76,12 +77,56 @@ def test_launch_starts_the_nodes(probe):
     try:
         got = probe.listen(Classification, '/cnn_perception/classifier/classification')
         assert probe.spin_until(lambda: len(got) >= 3, 90), ''.join(proc.lines)[-3000:]
+        want = {('camera', '/cnn_perception'), ('classifier', '/cnn_perception')}
+        # Results can arrive before graph discovery has seen every node.
+        assert probe.spin_until(
+            lambda: want <= set(probe.node.get_node_names_and_namespaces()), 30
+        ), probe.node.get_node_names_and_namespaces()
         names = probe.node.get_node_names_and_namespaces()
-        assert ('camera', '/cnn_perception') in names
-        assert ('classifier', '/cnn_perception') in names
         assert ('defect_detector', '/cnn_perception') not in names
         topics = dict(probe.node.get_topic_names_and_types())
         assert topics['/cnn_perception/camera/image_raw'] == ['sensor_msgs/msg/Image']
     finally:
         log = stop_process(proc, timeout=20)
     assert 'Traceback' not in log, log
+
+
+def test_single_process_runs_the_nodes_in_one_pipeline_process(probe):
+    """single_process:=true (the Pi's default): one `pipeline` process, frames in-process."""
+    from cnn_perception_msgs.msg import Classification
+    from conftest import python_process, stop_process
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    proc = python_process(
+        '-c', LAUNCH_SCRIPT, str(SHARE / 'launch' / 'perception.launch.py'), 'single_process:=true'
+    )
+    try:
+        got = probe.listen(Classification, '/cnn_perception/classifier/classification')
+        diags = probe.listen(DiagnosticArray, '/diagnostics')
+
+        def in_process_only():
+            for _, arr in diags:
+                for st in arr.status:
+                    for kv in st.values:
+                        if kv.key == 'frames_in_process_only' and int(kv.value) > 0:
+                            return True
+            return False
+
+        assert probe.spin_until(lambda: len(got) >= 3 and in_process_only(), 90), ''.join(
+            proc.lines
+        )[-3000:]
+        want = {('camera', '/cnn_perception'), ('classifier', '/cnn_perception')}
+        # Results can arrive before graph discovery has seen every node.
+        assert probe.spin_until(
+            lambda: want <= set(probe.node.get_node_names_and_namespaces()), 30
+        ), probe.node.get_node_names_and_namespaces()
+    finally:
+        log = stop_process(proc, timeout=20)
+    assert 'Traceback' not in log, log
+    assert log.count('pipeline: running') == 1, log[-3000:]
+
+
+def test_pi_launch_defaults_to_one_process():
+    desc = load('pi.launch.py')
+    args = {a.name: a for a in desc.get_launch_arguments()}
+    assert args['single_process'].default_value[0].text == 'true'
