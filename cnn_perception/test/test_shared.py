@@ -39,6 +39,19 @@ def test_heads_share_one_pass_per_frame_and_defect_features_are_unchanged():
     assert np.abs(feats_own - SharedFeatures(sb)(img)).max() < 1e-3
 
 
+def test_a_shared_backbone_is_refused_on_torch_or_cuda_instead_of_moving_to_the_cpu():
+    import pytest
+
+    from cnn_perception.errors import UserError
+    from cnn_perception.steps.classify import ClassifierStep
+    from cnn_perception.steps.defects import DefectStep
+
+    with pytest.raises(UserError, match='shared_backbone runs on ONNX Runtime on the CPU'):
+        ClassifierStep(_params(ClassifierStep, shared_backbone=True, backend='torch'))
+    with pytest.raises(UserError, match='not on onnxruntime/cuda'):
+        DefectStep(_params(DefectStep, shared_backbone=True, device='cuda', tracking=False))
+
+
 def test_a_pipeline_with_a_shared_backbone_answers_every_head(probe, tmp_path):
     clf = probe.listen(Classification, contract.CLASSIFICATION.full(), 50)
     det = probe.listen(DetectionArray, contract.DETECTIONS.full(), 50)

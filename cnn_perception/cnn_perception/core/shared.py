@@ -66,6 +66,25 @@ class SharedBackbone:
     """The process's one pass per frame; get it with `SharedBackbone.get(...)`."""
 
     @classmethod
+    def for_node(cls, model: str, p: dict) -> 'SharedBackbone':
+        """Return the shared pass for a head with parameters `p`, refusing what it is not.
+
+        It runs on ONNX Runtime on the CPU; a head configured for torch or CUDA (the
+        Jetson) would otherwise be moved to the CPU without a word. The pass serves every
+        head, so it uses ONNX Runtime's default threads whatever a head's `num_threads`
+        (desktop.yaml gives the low-rate heads one thread for their own passes).
+        """
+        from cnn_perception.errors import UserError
+
+        if p.get('backend', 'onnxruntime') != 'onnxruntime' or p.get('device', 'cpu') != 'cpu':
+            raise UserError(
+                f'shared_backbone runs on ONNX Runtime on the CPU, not on '
+                f'{p.get("backend")}/{p.get("device")}: set shared_backbone false (on a GPU '
+                'each head runs its own pass) or backend onnxruntime, device cpu'
+            )
+        return cls.get(model)
+
+    @classmethod
     def get(cls, model: str = DEFAULT_MODEL, num_threads: int = 0) -> 'SharedBackbone':
         key = (model, num_threads)
         with _registry_lock:

@@ -76,7 +76,7 @@ class ClassifierStep:
             from cnn_perception.core.classifier import SharedClassifier
             from cnn_perception.core.shared import SharedBackbone
 
-            self.clf = SharedClassifier(SharedBackbone.get(p['model'], p['num_threads']))
+            self.clf = SharedClassifier(SharedBackbone.for_node(p['model'], p))
             self.precision = 'fp32, shared backbone pass'
         else:
             self.clf = self._load(p, log)

@@ -105,7 +105,7 @@ class DefectStep:
         if p['shared_backbone']:
             from cnn_perception.core.shared import SharedBackbone, SharedFeatures
 
-            shared = SharedBackbone.get(model.backbone, p['num_threads'])
+            shared = SharedBackbone.for_node(model.backbone, p)
             if shared.matches_defect_model(model):
                 extractor = SharedFeatures(shared)
             else:

@@ -62,7 +62,7 @@ class FeatureStep:
         if p['shared_backbone'] and layers is None and p['cam_method'] == 'eigencam':
             from cnn_perception.core.shared import SharedBackbone
 
-            self.shared = SharedBackbone.get(p['model'], p['num_threads'])
+            self.shared = SharedBackbone.for_node(p['model'], p)
         self.model = (
             None
             if self.shared
