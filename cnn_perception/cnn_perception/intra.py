@@ -51,6 +51,8 @@ class FrameHub:
         self._recent: deque[int] = deque(maxlen=16)
         self._lock = threading.Lock()
         self.delivered = 0
+        self.errors = 0
+        self.last_error = ''
 
     def subscribe(self, take: Callable[[Any, Any], None]) -> None:
         """`take(header, rgb)` is called (on the publisher's thread) for every frame."""
@@ -76,7 +78,11 @@ class FrameHub:
             if takers:
                 self._recent.append(stamp_ns)
         for take in takers:
-            take(header, rgb)
+            try:
+                take(header, rgb)
+            except Exception as exc:  # one node's hand-over must not stop the camera
+                self.errors += 1
+                self.last_error = f'{type(exc).__name__}: {exc}'
         self.delivered += len(takers)
         return len(takers)
 

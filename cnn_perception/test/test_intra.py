@@ -35,6 +35,13 @@ def test_hub_hands_each_frame_to_every_local_subscriber_read_only():
     hub.unsubscribe(take_a)
     assert hub.local_count == 1 and hub.publish(Header(), frame.copy(), 124) == 1
 
+    def broken(h, f):
+        raise RuntimeError('node gone')
+
+    hub.subscribe(broken)
+    assert hub.publish(Header(), frame.copy(), 125) == 2, 'a failing taker stops nobody'
+    assert hub.errors == 1 and 'node gone' in hub.last_error and len(got_b) == 3
+
 
 def test_a_frame_that_comes_back_over_dds_is_recognised_by_its_stamp():
     from rclpy.serialization import serialize_message

@@ -188,6 +188,10 @@ class CameraNode(Node):
         self.last_sent = now
         self.sent += 1
         self.diag.update(frames_sent=self.sent, frames_in_process_only=self.in_process_only)
+        if self.hub.errors:
+            self.diag.update(
+                in_process_errors=self.hub.errors, in_process_last_error=self.hub.last_error
+            )
 
     def _message(self, rgb, header) -> Image:
         if self.encoding == 'bgr8':
