@@ -50,7 +50,6 @@ class FrameHub:
         self._takers: list[Callable[[Any, Any], None]] = []
         self._recent: deque[int] = deque(maxlen=16)
         self._lock = threading.Lock()
-        self.delivered = 0
         self.errors = 0
         self.last_error = ''
 
@@ -83,11 +82,10 @@ class FrameHub:
             except Exception as exc:  # one node's hand-over must not stop the camera
                 self.errors += 1
                 self.last_error = f'{type(exc).__name__}: {exc}'
-        self.delivered += len(takers)
         return len(takers)
 
     def seen(self, raw: bytes) -> bool:
-        """Whether a serialised Image from DDS is a frame this hub already delivered."""
+        """Whether a serialised Image from DDS is a frame this hub already handed over."""
         if not self._recent:
             return False
         stamp = cdr_stamp_ns(raw)

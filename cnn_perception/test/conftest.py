@@ -207,3 +207,18 @@ def coffee_without_torch(load_args: str, check: str = '') -> str:
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
+
+
+def diag_value(diags, node: str, key: str) -> str | None:
+    """Return the newest value of `key` in the /diagnostics statuses of `node`.
+
+    `diags`: what `Probe.listen(DiagnosticArray, '/diagnostics')` collects; a status
+    belongs to `node` when its name ends with it (names carry the namespace).
+    """
+    for _, arr in reversed(diags):
+        for status in arr.status:
+            if status.name.endswith(node):
+                for kv in status.values:
+                    if kv.key == key:
+                        return kv.value
+    return None

@@ -6,7 +6,7 @@ import sys
 import time
 
 from builtin_interfaces.msg import Time
-from conftest import run_cli, stop_process
+from conftest import diag_value, run_cli, stop_process
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
@@ -131,15 +131,8 @@ def test_node_is_idle_unwatched_and_throttled_when_watched(probe):
     msg = numpy_to_image(cv2.cvtColor(coffee(), cv2.COLOR_RGB2BGR), 'bgr8')
 
     def value(key):
-        vals = [
-            kv.value
-            for _, m in diags
-            for s in m.status
-            if s.name.endswith('feature_map')
-            for kv in s.values
-            if kv.key == key
-        ]
-        return int(vals[-1]) if vals else None
+        v = diag_value(diags, 'feature_map', key)
+        return int(v) if v is not None else None
 
     def feed(seconds):
         end = time.monotonic() + seconds

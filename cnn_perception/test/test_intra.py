@@ -62,17 +62,9 @@ def test_a_frame_that_comes_back_over_dds_is_recognised_by_its_stamp():
     assert cdr_stamp_ns(b'\x00\x01') is None
 
 
-def _latest(diags, name):
-    for _, arr in reversed(diags):
-        for s in arr.status:
-            if s.name.endswith(name):
-                return {kv.key: kv.value for kv in s.values}
-    return {}
-
-
 def test_pipeline_hands_frames_over_in_process_and_over_dds_only_when_someone_listens(probe):
     from cnn_perception_msgs.msg import Classification
-    from conftest import run_cli, stop_process
+    from conftest import diag_value, run_cli, stop_process
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
@@ -85,10 +77,10 @@ def test_pipeline_hands_frames_over_in_process_and_over_dds_only_when_someone_li
     try:
 
         def camera(key):
-            return int(_latest(diags, '/camera').get(key, -1))
+            return int(diag_value(diags, '/camera', key) or -1)
 
         def classifier(key):
-            return int(_latest(diags, '/classifier').get(key, -1))
+            return int(diag_value(diags, '/classifier', key) or -1)
 
         assert probe.spin_until(lambda: camera('frames_in_process_only') > 30, 90), (
             'the camera never handed a frame over in-process:\n' + ''.join(proc.lines)[-3000:]
@@ -104,7 +96,7 @@ def test_pipeline_hands_frames_over_in_process_and_over_dds_only_when_someone_li
         # Each frame processed once: no two results carry the same image stamp.
         stamps = [contract.stamp_ns(m.header) for _, m in results]
         assert len(stamps) > 50 and len(set(stamps)) == len(stamps)
-        assert _latest(diags, '/classifier').get('bad_frames') is None
+        assert diag_value(diags, '/classifier', 'bad_frames') is None
     finally:
         log = stop_process(proc)
     assert 'Traceback' not in log, log[-3000:]

@@ -94,7 +94,7 @@ def test_launch_starts_the_nodes(probe):
 def test_single_process_runs_the_nodes_in_one_pipeline_process(probe):
     """single_process:=true (the Pi's default): one `pipeline` process, frames in-process."""
     from cnn_perception_msgs.msg import Classification
-    from conftest import python_process, stop_process
+    from conftest import diag_value, python_process, stop_process
     from diagnostic_msgs.msg import DiagnosticArray
 
     proc = python_process(
@@ -105,12 +105,7 @@ def test_single_process_runs_the_nodes_in_one_pipeline_process(probe):
         diags = probe.listen(DiagnosticArray, '/diagnostics')
 
         def in_process_only():
-            for _, arr in diags:
-                for st in arr.status:
-                    for kv in st.values:
-                        if kv.key == 'frames_in_process_only' and int(kv.value) > 0:
-                            return True
-            return False
+            return int(diag_value(diags, 'camera', 'frames_in_process_only') or 0) > 0
 
         assert probe.spin_until(lambda: len(got) >= 3 and in_process_only(), 90), ''.join(
             proc.lines

@@ -11,7 +11,6 @@ quality gate's own figure. Quantized into a temporary folder with the gate off, 
 model the gate refuses is measured too.
 """
 
-import json
 from pathlib import Path
 import statistics
 import tempfile
@@ -74,7 +73,7 @@ def int8(
     model: Path | None = None,
 ) -> dict:
     """Measure both INT8 twins; `model`: a fine-tuned one made elsewhere, not here."""
-    from cnn_perception.core.backends import make_session
+    from cnn_perception.core.backends import OnnxBackend, make_session
     from cnn_perception.core.classifier import load_classifier
     from cnn_perception.core.models import get_model
     from cnn_perception.core.qat import quantize_finetuned
@@ -104,9 +103,10 @@ def int8(
         res['ptq'].update(gate_agreement=rep.agreement, gate_frames=rep.held_out)
         if model is not None:
             path, made = Path(model), 'elsewhere'
-            steps = json.loads(_meta(path)).get('int8_finetune_steps', steps)
+            given = OnnxBackend(path)
+            steps = given.metadata().get('int8_finetune_steps', steps)
             gate = [pre(f) for f in augmented_frames(photos(GATE_PHOTOS), 40, seed=7)]
-            gate_agreement = top1_agreement(fp, make_session(str(path)), gate)
+            gate_agreement = top1_agreement(fp, given.session, gate)
             seconds = float('nan')
         else:
             log(f'int8: quantization-aware fine-tuning, {steps} steps (gate off) ...')
@@ -123,14 +123,6 @@ def int8(
         )
         res['finetune_steps'] = steps
     return res
-
-
-def _meta(path: Path) -> str:
-    import onnx
-
-    from cnn_perception.core.backends import ONNX_META_KEY
-
-    return next(p.value for p in onnx.load(str(path)).metadata_props if p.key == ONNX_META_KEY)
 
 
 def int8_markdown(r: dict) -> str:
