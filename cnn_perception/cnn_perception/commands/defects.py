@@ -53,6 +53,15 @@ def add_parser(sub) -> None:
         help='short side the images are scaled to for the CNN (default 320)',
     )
     q.add_argument(
+        '--centre-crop',
+        type=float,
+        default=0.0,
+        metavar='SHARE',
+        help='fit on the centre square of this share of the short side instead of the whole '
+        "frame; 0.875 with --input-size 224 is the classifier's own input, which lets "
+        "shared_backbone serve both from one pass (the frame's borders go unchecked)",
+    )
+    q.add_argument(
         '--layers',
         type=int,
         nargs='+',
@@ -146,17 +155,20 @@ def cmd_fit(args) -> int:
     layers = tuple(sorted(set(args.layers))) if args.layers else DEFAULT_LAYERS
     if not all(0 <= i <= 6 for i in layers):
         raise UserError(f'--layers {args.layers}: EfficientNet-Lite0 has stages 0 to 6')
-    ex = FeatureExtractor(layers=layers, input_size=input_size, backend=args.backend)
+    if not 0.0 <= args.centre_crop <= 1.0:
+        raise UserError(f'--centre-crop {args.centre_crop}: a share of the short side, 0 to 1')
+    geometry = dict(layers=layers, input_size=input_size, centre_crop=args.centre_crop)
+    ex = FeatureExtractor(backend=args.backend, **geometry)
     ratio = args.coreset_ratio or DEFAULT_CORESET_RATIO
     if kfold:
         memory, how = fit_kfold(
             [read_rgb(f) for f in fit_files], extractor=ex, coreset_ratio=ratio
         )
-        model = DefectModel(memory, layers=layers, input_size=input_size)
+        model = DefectModel(memory, **geometry)
         model.threshold, model.base = how['threshold'], how['base']
     else:
         memory = fit([read_rgb(f) for f in fit_files], extractor=ex, coreset_ratio=ratio)
-        model = DefectModel(memory, layers=layers, input_size=input_size)
+        model = DefectModel(memory, **geometry)
         det = DefectDetector(model, extractor=ex)
         val_defect = [read_rgb(f) for f in images_in(args.val_defect)] if args.val_defect else None
         how = calibrate(det, [read_rgb(f) for f in val_files], val_defect)

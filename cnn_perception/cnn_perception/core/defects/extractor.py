@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from cnn_perception.core.defects.model import DEFAULT_INPUT_SIZE, DEFAULT_LAYERS
-from cnn_perception.core.preprocess import normaliser, to_nchw
+from cnn_perception.core.preprocess import Preprocess, normaliser, to_nchw
 from cnn_perception.errors import ModelFileError
 
 
@@ -23,9 +23,19 @@ class FeatureExtractor:
         backend: str = 'onnxruntime',
         device: str = 'cpu',
         num_threads: int = 0,
+        centre_crop: float = 0.0,
     ):
         self.input_size = input_size
+        self.centre_crop = centre_crop
         self._scale, self._offset = normaliser(mean, std)
+        # The classifier's recipe (short side to input_size / centre_crop, centre square
+        # of input_size): with centre_crop 0.875 at 224 the network input is exactly the
+        # classifier's, so both heads can share one pass (core/shared.py).
+        self._crop = (
+            Preprocess(round(input_size / centre_crop), input_size, tuple(mean), tuple(std))
+            if centre_crop
+            else None
+        )
         tag = 'patch' + ''.join(map(str, layers))
         if backend == 'onnxruntime':
             from cnn_perception.core.backends import OnnxBackend
@@ -54,19 +64,39 @@ class FeatureExtractor:
         return registry_onnx_path(backbone, self.input_size, tag)
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
-        """Short side to input_size (aspect kept, sides multiples of 16), normalised NCHW."""
+        """Normalised NCHW network input (`geometry` says which part of the frame)."""
+        if self._crop is not None:
+            return self._crop(rgb)
         h, w = rgb.shape[:2]
-        s = self.input_size / min(h, w)
-        nh, nw = (max(16, round(h * s / 16) * 16), max(16, round(w * s / 16) * 16))
+        _, _, _, _, nh, nw = self.geometry(h, w)
         img = cv2.resize(
-            rgb, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+            rgb, (nw, nh), interpolation=cv2.INTER_AREA if nh < h else cv2.INTER_LINEAR
         )
         return to_nchw(img, self._scale, self._offset)
+
+    def geometry(self, h: int, w: int) -> tuple[float, float, float, float, int, int]:
+        """(x0, y0, sx, sy, in_h, in_w) for an h x w frame.
+
+        Network-input pixel (u, v) lies at source pixel (x0 + u * sx, y0 + v * sy); the
+        input is in_h x in_w. Whole frame: short side to input_size, aspect kept, sides
+        multiples of 16. Centre crop: the classifier's square.
+        """
+        return frame_geometry(h, w, self.input_size, self._crop)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """(h, w, D) patch features of one RGB image."""
         out = self.backend.run(self.prepare(rgb))[0]
         return np.ascontiguousarray(out.transpose(1, 2, 0), np.float32)
+
+
+def frame_geometry(h: int, w: int, input_size: int, crop: Preprocess | None = None):
+    """`FeatureExtractor.geometry` without an extractor (the shared pass uses it too)."""
+    if crop is not None:
+        x0, y0, scale = crop.crop_box(h, w)
+        return x0, y0, scale, scale, crop.crop, crop.crop
+    s = input_size / min(h, w)
+    nh, nw = max(16, round(h * s / 16) * 16), max(16, round(w * s / 16) * 16)
+    return 0.0, 0.0, w / nw, h / nh, nh, nw
 
 
 def _build(backbone: str, layers):

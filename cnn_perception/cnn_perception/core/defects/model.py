@@ -30,6 +30,11 @@ class DefectModel:
     threshold: float = 1.0  # raw anomaly score that normalises to 0.5
     base: float = 0.0  # raw score that normalises to 0 (typical normal patch)
     sigma: float = 5.0  # Gaussian smoothing of the map, in network-input pixels
+    # 0: the network sees the whole frame (short side to input_size); else the centre
+    # square of this share of the short side, scaled to input_size -- the classifier's
+    # own input at 0.875 / 224, so the two can share one backbone pass (core/shared.py).
+    # Files written before it existed load as 0 (what they were fitted with).
+    centre_crop: float = 0.0
     metrics: dict = field(default_factory=dict)
 
     def meta(self) -> dict:
