@@ -15,8 +15,9 @@ What it checks, each against the CPU result in the same run:
    on brick crops (100 normal for fitting and calibration, 40 + 40 to test) on both,
    and scoring time against the classifier at the same input size on cuda;
 5. feature maps: EigenCAM and Grad-CAM peaks on cuda inside the cup / the cat;
-6. one backbone pass for every head (core/shared.py's multi-output net) on cuda fp16
-   against the classifier's and the defect detector's own passes, network time only.
+6. one backbone pass for every head (core/shared.py's SharedBackbone on torch, fp16 on
+   cuda): classifier + defect detector per 640x480 frame, own passes and shared, against
+   the classifier alone; the shared answers against the own passes'.
 A section that fails is reported and the others still run. Nothing here imports rclpy.
 """
 
@@ -211,49 +212,86 @@ def feature_maps(dev: str) -> dict:
 
 
 def shared_pass(dev: str) -> dict:
-    """Own passes (classifier 224 crop + defect stage-2 at 320) vs one shared pass, fp16."""
+    """Time the classifier alone against classifier + defects, own passes and shared."""
     return {m: _shared(dev, m) for m in MODELS}
 
 
 def _shared(dev: str, model: str) -> dict:
-    import cv2
-    import torch
+    """Per frame, as the nodes run them (preprocessing and the defect head included).
 
-    from cnn_perception.core.classifier import load_classifier
-    from cnn_perception.core.defects import FeatureExtractor
-    from cnn_perception.core.models import get_model, model_entry
-    from cnn_perception.core.preprocess import normaliser, to_nchw
-    from cnn_perception.core.shared import PATCH_LAYERS, SHARED_SIZE, _shared_net
+    Own passes: the classifier's (224 px centre crop) and the defect detector's (whole
+    frame, 320 px, built-in brick model). Shared: core/shared.py's SharedBackbone on torch
+    (fp16 on CUDA) serving the classifier and the built-in model fitted on its crop.
+    """
+    from cnn_perception.core.classifier import SharedClassifier, load_classifier
+    from cnn_perception.core.defects import DefectDetector, FeatureExtractor, load_defect_model
+    from cnn_perception.core.defects.builtin import SHARED_GEOMETRY
+    from cnn_perception.core.shared import SharedBackbone, SharedFeatures
 
-    entry = model_entry(model)
-    frame = np.ascontiguousarray(np.resize(photos()['chelsea'], (480, 640, 3)))
-    clf = load_classifier(model, backend='torch', device=dev, fp16=True)
-    ex = FeatureExtractor(backbone=model, backend='torch', device=dev)
-    x = clf.preprocess(frame)
-    acts = list(dict.fromkeys([*entry.feature_layers, entry.cam_layer]))
-    net, _ = get_model(model)
-    shared = _shared_net(net, PATCH_LAYERS, acts).to(dev).half()
-    scale, offset = normaliser(entry.preprocess.mean, entry.preprocess.std)
-    nh, nw = SHARED_SIZE, round(640 * SHARED_SIZE / 480 / 16) * 16
-    xs = to_nchw(cv2.resize(frame, (nw, nh)), scale, offset)
-    xt = torch.from_numpy(xs).to(dev).half()
+    fp16 = dev.startswith('cuda')
+    rng = np.random.default_rng(0)
+    frames = []
+    for img in photos().values():
+        base = np.ascontiguousarray(np.resize(img, (480, 640, 3)))
+        for _ in range(10):
+            gain = rng.uniform(0.7, 1.3)
+            f = np.clip(base * gain, 0, 255).astype(np.uint8)
+            frames.append(f[:, ::-1] if rng.random() < 0.5 else f)
+    clf = load_classifier(model, backend='torch', device=dev, fp16=fp16)
+    sb = SharedBackbone.get(model, backend='torch', device=dev)
+    sclf = SharedClassifier(sb)
+    res = {'frames': len(frames), 'fp16': fp16}
+    heads = {'alone': [clf.predict]}
+    if model == 'efficientnet_lite0':  # the built-in defect models' backbone
+        own_det = DefectDetector(load_defect_model('builtin:brick'), 'torch', dev)
+        shared_model = load_defect_model('builtin:brick', shared=True)
+        sh_det = DefectDetector(shared_model, extractor=SharedFeatures(sb))
+        crop_det = DefectDetector(shared_model, 'torch', dev)
+        heads['own_passes'] = [clf.predict, own_det.detect]
+        heads['shared_pass'] = [sclf.predict, sh_det.detect]
+        own_feats = FeatureExtractor(backend='torch', device=dev, **SHARED_GEOMETRY)
+        f = frames[0]
+        shared_feats = SharedFeatures(sb)(f.copy())
+        if not isinstance(shared_feats, np.ndarray):  # a CUDA tensor
+            shared_feats = shared_feats.cpu().numpy()
+        res['defect_features_max_abs_diff'] = float(np.abs(own_feats(f) - shared_feats).max())
+        res['defect_score_max_abs_diff_vs_own_crop_pass'] = max(
+            abs(crop_det.detect(f).score - sh_det.detect(f.copy()).score) for f in frames[::5]
+        )
+        backend = sh_det.extractor.backend
+        on_gpu = backend.name == 'torch' and backend.device.startswith('cuda')
+        res['defect_search_on'] = 'gpu (torch.cdist)' if on_gpu else 'cpu'
 
-    def run_shared():
-        with torch.inference_mode():
-            outs = shared(xt)
-            return [o.float().cpu() for o in outs[:2]]
+    def per_frame(fns) -> float:
+        for f in frames[:5]:
+            for fn in fns:
+                fn(f.copy())
+        times = []
+        for f in frames * 3:
+            f = f.copy()  # a new frame: nothing cached from an earlier call
+            t0 = time.perf_counter()
+            for fn in fns:
+                fn(f)
+            times.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(times)
 
-    c = median_ms(lambda: clf.backend.run(x))
-    d = median_ms(lambda: ex(frame))
-    s = median_ms(run_shared)
-    return {
-        'classifier_network_ms': c,
-        'defect_features_ms': d,
-        'own_passes_ms': c + d,
-        'shared_pass_ms': s,
-        'own_over_classifier': (c + d) / c,
-        'shared_over_classifier': s / c,
-    }
+    for _ in range(2):  # interleaved: the second round is reported
+        ms = {name: per_frame(fns) for name, fns in heads.items()}
+    res.update({f'{k}_ms': v for k, v in ms.items()})
+    for k in ('own_passes', 'shared_pass'):
+        if k in ms:
+            res[f'{k}_over_classifier'] = ms[k] / ms['alone']
+    a = [clf.predict(f, top_k=1) for f in frames]
+    b = [sclf.predict(f.copy(), top_k=1) for f in frames]
+    res['top1_agreement'] = float(
+        np.mean(
+            [x.results[0].class_id == y.results[0].class_id for x, y in zip(a, b, strict=True)]
+        )
+    )
+    res['max_abs_logit_diff'] = max(
+        float(np.abs(x.logits - y.logits).max()) for x, y in zip(a, b, strict=True)
+    )
+    return res
 
 
 def environment(dev: str) -> dict:
@@ -284,8 +322,10 @@ def main() -> int:
         default=','.join(MODELS),
         help='comma-separated registry models for the classifier sections',
     )
+    ap.add_argument('--sections', default='', help='comma-separated sections (default: all)')
     args = ap.parse_args()
     MODELS[:] = [m for m in args.models.split(',') if m]
+    only = {x for x in args.sections.split(',') if x}
     report = {}
     ok = True
     for name, fn in (
@@ -297,6 +337,8 @@ def main() -> int:
         ('feature_maps', feature_maps),
         ('shared_pass', shared_pass),
     ):
+        if only and name not in only:
+            continue
         t0 = time.perf_counter()
         try:
             report[name] = fn(args.device)

@@ -17,8 +17,10 @@ def _params(cls, **kw):
     return p
 
 
-def test_heads_share_one_pass_per_frame_and_defect_features_are_unchanged():
+def test_heads_share_one_pass_per_frame_with_their_own_answers():
+    from cnn_perception.core.classifier import load_classifier
     from cnn_perception.core.defects import FeatureExtractor
+    from cnn_perception.core.defects.builtin import SHARED_GEOMETRY
     from cnn_perception.core.shared import SharedBackbone, SharedFeatures
     from cnn_perception.steps.classify import ClassifierStep
     from cnn_perception.steps.defects import DefectStep
@@ -28,28 +30,105 @@ def test_heads_share_one_pass_per_frame_and_defect_features_are_unchanged():
     det = DefectStep(_params(DefectStep, shared_backbone=True, tracking=False))
     fm = FeatureStep(_params(FeatureStep, shared_backbone=True))
     sb = SharedBackbone.get()
+    assert det.detector.extractor.shared is sb, "the built-in model is fitted on the pass's crop"
     img = coffee()
     before = sb.passes
     out = clf(img.copy(), Header())
     det(img.copy(), Header())  # the same frame, decoded again by another node
+    assert sb.passes == before + 1, 'two heads, one network call'
+    # the feature maps' activations come from the second graph, for the frames watched
+    maps = fm(img.copy(), Header(), frozenset(FeatureStep.outputs))
+    assert len(maps.images) == 2 and sb.passes == before + 2
     fm(img.copy(), Header(), frozenset(FeatureStep.outputs))
-    assert sb.passes == before + 1, 'three heads, one network call'
+    clf(img.copy(), Header())
+    assert sb.passes == before + 2, 'every output of this frame is cached now'
     assert out.messages[0][1].results[0].label in COFFEE_LABELS
-    feats_own = FeatureExtractor()(img)
+    # the classifier's own pass and the shared one: the same input, the same logits
+    own = load_classifier()
+    logits = own.backend.run(own.preprocess(img))[0]
+    assert np.abs(logits - sb.run(img)['logits']).max() < 1e-4
+    # the defect features: those of the detector's own pass over the same centre crop
+    feats_own = FeatureExtractor(**SHARED_GEOMETRY)(img)
     assert np.abs(feats_own - SharedFeatures(sb)(img)).max() < 1e-3
 
 
-def test_a_shared_backbone_is_refused_on_torch_or_cuda_instead_of_moving_to_the_cpu():
+def test_the_shared_pass_on_onnxruntime_never_imports_torch():
+    """The Pi's memory budget: labels come from the ONNX file, not torchvision."""
+    import subprocess
+    import sys
+
+    code = (
+        'import sys, numpy as np\n'
+        'from std_msgs.msg import Header\n'
+        'from cnn_perception.steps import node_params\n'
+        'from cnn_perception.steps.classify import ClassifierStep\n'
+        'from cnn_perception.steps.defects import DefectStep\n'
+        'from cnn_perception.steps.features import FeatureStep\n'
+        'steps = []\n'
+        'for cls in (ClassifierStep, DefectStep, FeatureStep):\n'
+        '    p = {q.name: q.default for q in node_params(cls)}\n'
+        "    p['shared_backbone'] = True\n"
+        '    steps.append(cls(p))\n'
+        'img = np.full((480, 640, 3), 90, np.uint8)\n'
+        'for s in steps:\n'
+        '    s(img, Header(), frozenset(s.outputs))\n'
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == 'False', out.stdout
+
+
+def test_a_defect_model_fitted_on_the_centre_crop_scores_only_there():
+    """The shared pass's view: boxes inside the crop, the borders scored 0 (unchecked)."""
+    from cnn_perception.core.defects import load_defect_model
+    from cnn_perception.core.defects.detector import DefectDetector
+    from cnn_perception.core.surfaces import normal_crops
+    from cnn_perception.tools.datasets import paint_defect
+
+    model = load_defect_model('builtin:brick', shared=True)
+    assert (model.input_size, model.centre_crop) == (224, 0.875)
+    det = DefectDetector(model)
+    rng = np.random.default_rng(3)
+    frame = normal_crops('brick', 1, 480, seed=7)[0][:256]  # 256 x 480, wide
+    (x0, y0, sx, sy, nh, nw) = det.extractor.geometry(*frame.shape[:2])
+    assert round(x0) == (480 - 224) // 2 and round(nw * sx) == 224  # 256 * 0.875
+    clean = det.detect(frame)
+    assert not clean.is_defect, clean.score
+    left, right = round(x0), round(x0 + nw * sx)
+    assert clean.score_map[:, :left].max() == 0 and clean.score_map[:, right:].max() == 0
+    painted, mask = paint_defect(frame[:, left:right].copy(), 'stain', rng)
+    inside = frame.copy()
+    inside[:, left:right] = painted
+    res = det.detect(inside)
+    assert res.is_defect and res.boxes, res.score
+    b = res.boxes[0]
+    ys, xs = np.nonzero(mask)
+    assert b.x <= left + xs.mean() <= b.x + b.width and b.y <= ys.mean() <= b.y + b.height
+    outside = frame.copy()
+    outside[:, :left] = paint_defect(frame[:, :left].copy(), 'stain', rng)[0]
+    assert not det.detect(outside).is_defect, 'the borders are not inspected'
+
+
+def test_a_shared_backbone_runs_on_torch_and_refuses_onnxruntime_on_cuda():
     import pytest
 
+    from cnn_perception.core.shared import SharedBackbone
     from cnn_perception.errors import UserError
     from cnn_perception.steps.classify import ClassifierStep
     from cnn_perception.steps.defects import DefectStep
 
-    with pytest.raises(UserError, match='shared_backbone runs on ONNX Runtime on the CPU'):
-        ClassifierStep(_params(ClassifierStep, shared_backbone=True, backend='torch'))
-    with pytest.raises(UserError, match='not on onnxruntime/cuda'):
+    with pytest.raises(UserError, match='with device cuda set backend torch'):
         DefectStep(_params(DefectStep, shared_backbone=True, device='cuda', tracking=False))
+    # torch (on the CPU here; CUDA on the Jetson, checked by scripts/cuda_check.py)
+    clf = ClassifierStep(_params(ClassifierStep, shared_backbone=True, backend='torch'))
+    onnx = SharedBackbone.get()
+    img = coffee()
+    t = clf.clf.shared.run(img, acts=True)
+    o = onnx.run(img, acts=True)
+    assert clf.clf.shared is not onnx and clf.clf.shared.backend.name == 'torch'
+    for name in ('logits', 'patch', onnx.cam_layer):
+        assert np.abs(t[name] - o[name]).max() < 1e-3 * max(1.0, np.abs(o[name]).max()), name
 
 
 def test_a_pipeline_with_a_shared_backbone_answers_every_head(probe, tmp_path):

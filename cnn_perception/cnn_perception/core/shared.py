@@ -2,15 +2,21 @@
 
 When the classifier, the defect detector and the feature-map publisher run in one process
 on the same frames and the same backbone, each would run its own EfficientNet pass. With
-`shared_backbone: true` they share one: a multi-output ONNX graph computes, per frame,
-the class logits, the defect detector's patch features (stage 2, 3x3 averaged) and the
+`shared_backbone: true` they share one: a multi-output network computes, per frame, the
+class logits, the defect detector's patch features (stage 2, 3x3 averaged) and the
 mosaic / CAM activations, and keeps the last few frames' outputs keyed by the frame's
 content, so whichever head asks second gets them for free.
 
-The shared geometry is the defect detector's: the whole frame, short side 320 px (sides
-multiples of 16). The classifier then pools over the whole frame instead of a 224 px
-centre crop (a different answer on some frames: docs/benchmarks.md, "shared backbone");
-the defect features are exactly those of its own pass.
+The shared geometry is the classifier's own input (short side to 256, centre square of
+224 for EfficientNet-Lite0): the classifier's answers and the feature maps are exactly
+those of their own passes, and the defect detector scores that centre square with a
+model fitted on it (`defects fit --input-size 224 --centre-crop 0.875`; the built-in
+models are fitted so on first use). The frame's borders go unchecked: 57% of a 4:3
+frame is inspected (docs/benchmarks.md, "One backbone pass"). A whole-frame 320 px pass
+was tried first: on this CPU it cost more than the passes it saved.
+
+It runs on ONNX Runtime (CPU) or on torch (CUDA, fp16: the Jetson), as the heads'
+`backend` / `device` say.
 """
 
 from collections import OrderedDict
@@ -20,9 +26,7 @@ import threading
 import numpy as np
 
 from cnn_perception.core.models import DEFAULT_MODEL, ModelInfo, model_entry
-from cnn_perception.core.preprocess import normaliser, to_nchw
 
-SHARED_SIZE = 320
 PATCH_LAYERS = (2,)
 _registry: dict[tuple, 'SharedBackbone'] = {}
 _registry_lock = threading.Lock()
@@ -40,15 +44,17 @@ def _shared_net(net, patch_layers, acts):
         def __init__(self):
             super().__init__()
             self.net = net
+            self.with_acts = True  # False: logits and patch features only (no copies)
             self._acts: dict[str, torch.Tensor] = {}
             for name in acts:
-                modules[name].register_forward_hook(self._keep(name))
+                modules[name].register_forward_hook(self._keep(name, False))
             for i in patch_layers:
-                modules[f'blocks.{i}'].register_forward_hook(self._keep(f'blocks.{i}'))
+                modules[f'blocks.{i}'].register_forward_hook(self._keep(f'blocks.{i}', True))
 
-        def _keep(self, name):
+        def _keep(self, name, always):
             def fn(mod, inputs, output):
-                self._acts[name] = output.clone()
+                if always or self.with_acts:
+                    self._acts[name] = output.clone()  # later in-place ops must not touch it
 
             return fn
 
@@ -57,94 +63,181 @@ def _shared_net(net, patch_layers, acts):
             feats = [F.avg_pool2d(self._acts[f'blocks.{i}'], 3, 1, 1) for i in patch_layers]
             size = feats[0].shape[-2:]
             feats = [feats[0]] + [F.interpolate(f, size=size, mode='bilinear') for f in feats[1:]]
+            if not self.with_acts:
+                return logits, torch.cat(feats, 1)
             return (logits, torch.cat(feats, 1), *[self._acts[n] for n in acts])
 
     return Shared().eval()
 
 
 class SharedBackbone:
-    """The process's one pass per frame; get it with `SharedBackbone.get(...)`."""
+    """The process's one pass per frame; get it with `SharedBackbone.for_node(...)`."""
 
     @classmethod
     def for_node(cls, model: str, p: dict) -> 'SharedBackbone':
-        """Return the shared pass for a head with parameters `p`, refusing what it is not.
+        """Return the shared pass for a head with parameters `p`.
 
-        It runs on ONNX Runtime on the CPU; a head configured for torch or CUDA (the
-        Jetson) would otherwise be moved to the CPU without a word. The pass serves every
-        head, so it uses ONNX Runtime's default threads whatever a head's `num_threads`
-        (desktop.yaml gives the low-rate heads one thread for their own passes).
+        The pass serves every head, so it runs where the first head to ask wants it and
+        with the default threads whatever a head's `num_threads` (desktop.yaml gives the
+        low-rate heads one thread for their own passes). A head that wants it elsewhere
+        (one on torch/CUDA, another on ONNX Runtime/CPU) gets its own.
         """
         from cnn_perception.errors import UserError
 
-        if p.get('backend', 'onnxruntime') != 'onnxruntime' or p.get('device', 'cpu') != 'cpu':
+        backend, device = p.get('backend', 'onnxruntime'), p.get('device', 'cpu')
+        if backend == 'onnxruntime' and device != 'cpu':
             raise UserError(
-                f'shared_backbone runs on ONNX Runtime on the CPU, not on '
-                f'{p.get("backend")}/{p.get("device")}: set shared_backbone false (on a GPU '
-                'each head runs its own pass) or backend onnxruntime, device cpu'
+                'shared_backbone runs ONNX Runtime on the CPU or torch on CUDA: with device '
+                'cuda set backend torch (the Jetson configuration)'
             )
-        return cls.get(model)
+        return cls.get(model, backend=backend, device=device)
 
     @classmethod
-    def get(cls, model: str = DEFAULT_MODEL, num_threads: int = 0) -> 'SharedBackbone':
-        key = (model, num_threads)
+    def get(
+        cls,
+        model: str = DEFAULT_MODEL,
+        num_threads: int = 0,
+        backend: str = 'onnxruntime',
+        device: str = 'cpu',
+    ) -> 'SharedBackbone':
+        key = (model, num_threads, backend, device)
         with _registry_lock:
             if key not in _registry:
-                _registry[key] = cls(model, num_threads)
+                _registry[key] = cls(model, num_threads, backend, device)
             return _registry[key]
 
-    def __init__(self, model: str = DEFAULT_MODEL, num_threads: int = 0):
-        from cnn_perception.core.backends import OnnxBackend, registry_onnx_path
-
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        num_threads: int = 0,
+        backend: str = 'onnxruntime',
+        device: str = 'cpu',
+    ):
         entry = model_entry(model)
         self.model = model
         self.feature_layers = list(entry.feature_layers)
         self.acts = list(dict.fromkeys([*entry.feature_layers, entry.cam_layer]))
         self.cam_layer = entry.cam_layer
         self.patch_layers = PATCH_LAYERS
-        self.input_size = SHARED_SIZE
         self.preprocess = entry.preprocess
-        self.labels = entry.labels()
-        self._scale, self._offset = normaliser(entry.preprocess.mean, entry.preprocess.std)
-        path = registry_onnx_path(model, SHARED_SIZE, 'shared')
-        if path is None or not path.is_file():
-            path = self._export(model)
-        self.backend = OnnxBackend(path, num_threads=num_threads)
+        self.input_size = entry.preprocess.crop
         self._names = ['logits', 'patch', *self.acts]
+        if backend == 'torch':
+            self.backend, self._run = self._torch(model, device, num_threads)
+            self.labels = entry.labels()
+        else:
+            self.backend, self._run = self._onnx(model, num_threads)
+            # from the file: the registry's labels come through torchvision, i.e. torch,
+            # which the ONNX Runtime path never imports (the Pi's memory budget)
+            self.labels = list(self.backend.metadata()['labels'])
         self._cache: OrderedDict[bytes, dict] = OrderedDict()
         self._busy: dict[bytes, threading.Event] = {}
         self._lock = threading.Lock()
         self.passes = 0  # network calls actually made
         self.requests = 0  # heads served
 
-    def _export(self, model: str):
-        from cnn_perception.core.backends import export_onnx, onnx_cache_path
+    def _onnx(self, model: str, num_threads: int):
+        """Open the lean graph (logits, patch features); the one with activations on demand.
+
+        The graph with the feature maps' activations too is opened when a head first asks
+        for them.
+
+        Activations taken out as graph outputs stop ONNX Runtime fusing the stem's
+        convolution with its batch norm: the graph with them ran 1.07-1.10x the
+        classifier's own, the lean one 1.02x (median of 40 interleaved rounds here).
+        """
+        from cnn_perception.core.backends import OnnxBackend
+
+        lean = OnnxBackend(self._onnx_file(model, []), num_threads=num_threads)
+        full = []
+
+        def run(x, acts):
+            if not acts:
+                return lean.session.run(None, {lean._input: x})
+            if not full:
+                full.append(
+                    OnnxBackend(self._onnx_file(model, self.acts), num_threads=num_threads)
+                )
+            return full[0].session.run(None, {full[0]._input: x})
+
+        return lean, run
+
+    def _torch(self, model: str, device: str, num_threads: int):
+        """torch, fp16 on CUDA like every head's own CUDA pass (the Jetson configuration)."""
+        import torch
+
+        from cnn_perception.core.backends import TorchBackend
         from cnn_perception.core.models import get_model
 
+        net, _ = get_model(model)
+        net = _shared_net(net, self.patch_layers, self.acts)
+        backend = TorchBackend(net, device, device.startswith('cuda'), num_threads)
+
+        lock = threading.Lock()  # with_acts is the module's: one forward at a time
+        on_gpu = device.startswith('cuda')
+
+        def run(x, acts):
+            with torch.inference_mode(), lock:
+                backend.model.with_acts = acts
+                t = torch.from_numpy(x).to(backend.device)
+                outs = backend.model(t.half() if backend.fp16 else t)
+                # On CUDA the patch features stay there for the defect detector's search
+                # (torch.cdist), instead of a round trip through the host
+                patch = outs[1].float() if on_gpu else None
+                host = [o for i, o in enumerate(outs) if not (on_gpu and i == 1)]
+                # one copy to the host for the rest (each .cpu() would synchronise)
+                sizes = [o.numel() for o in host]
+                flat = torch.cat([o.reshape(-1).float() for o in host]).cpu().numpy()
+            parts = np.split(flat, np.cumsum(sizes)[:-1])
+            out = [p.reshape(o.shape) for p, o in zip(parts, host, strict=True)]
+            if patch is not None:
+                out.insert(1, patch)
+            return out
+
+        return backend, run
+
+    def _onnx_file(self, model: str, acts: list):
+        from cnn_perception.core.backends import (
+            export_onnx,
+            onnx_cache_path,
+            registry_onnx_path,
+        )
+        from cnn_perception.core.models import get_model
+
+        tag = 'sharedv2' + ('acts' if acts else '')  # v1: a 320 px whole-frame graph
+        path = registry_onnx_path(model, self.input_size, tag)
+        if path is not None and path.is_file():
+            return path
         net, info = get_model(model)
-        path = onnx_cache_path(info, SHARED_SIZE, 'shared')
-        names = ('logits', 'patch', *[f'act{i}' for i in range(len(self.acts))])
+        path = onnx_cache_path(info, self.input_size, tag)
+        names = ('logits', 'patch', *[f'act{i}' for i in range(len(acts))])
         export_onnx(
-            _shared_net(net, self.patch_layers, self.acts),
+            _shared_net(net, self.patch_layers, acts),
             ModelInfo(info.name, info.arch, info.labels, info.preprocess, info.weights_path),
             path,
-            SHARED_SIZE,
-            spatial_dynamic=True,
+            self.input_size,
             output_names=names,
         )
         return path
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
-        """Short side to 320 (aspect kept, sides multiples of 16), normalised NCHW."""
-        import cv2
+        """Return the classifier's own input: short side scaled, centre square, NCHW."""
+        return self.preprocess(rgb)
 
-        h, w = rgb.shape[:2]
-        s = self.input_size / min(h, w)
-        nh, nw = max(16, round(h * s / 16) * 16), max(16, round(w * s / 16) * 16)
-        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-        return to_nchw(cv2.resize(rgb, (nw, nh), interpolation=interp), self._scale, self._offset)
+    def geometry(self, h: int, w: int):
+        """Where the pass looks in an h x w frame (`FeatureExtractor.geometry`)."""
+        from cnn_perception.core.defects.extractor import frame_geometry
 
-    def run(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
-        """Return this frame's outputs: computed once, then served from the cache."""
+        return frame_geometry(h, w, self.input_size, self.preprocess)
+
+    def run(self, rgb: np.ndarray, acts: bool = False) -> dict[str, np.ndarray]:
+        """Return this frame's outputs: computed once, then served from the cache.
+
+        'logits' and 'patch' always; with `acts` the feature maps' activations too (a
+        frame first computed without them is run again, with them, for the one head that
+        wants them: the feature maps, a few times a second while someone watches).
+        """
+        names = self._names if acts else self._names[:2]
         key = hashlib.blake2b(
             np.ascontiguousarray(rgb[::7, ::7]).tobytes() + bytes(str(rgb.shape), 'ascii'),
             digest_size=16,
@@ -152,9 +245,10 @@ class SharedBackbone:
         while True:
             with self._lock:
                 self.requests += 1
-                if key in self._cache:
+                hit = self._cache.get(key)
+                if hit is not None and names[-1] in hit:
                     self._cache.move_to_end(key)
-                    return self._cache[key]
+                    return hit
                 wait = self._busy.get(key)
                 if wait is None:
                     self._busy[key] = threading.Event()
@@ -162,8 +256,8 @@ class SharedBackbone:
                 self.requests -= 1
             wait.wait(5.0)  # another head is computing this very frame
         try:
-            outs = self.backend.session.run(None, {self.backend._input: self.prepare(rgb)})
-            result = {n: o[0] for n, o in zip(self._names, outs, strict=True)}
+            outs = self._run(self.prepare(rgb), acts)
+            result = {**(hit or {}), **{n: o[0] for n, o in zip(names, outs, strict=True)}}
             self.passes += 1
             with self._lock:
                 self._cache[key] = result
@@ -174,6 +268,10 @@ class SharedBackbone:
             with self._lock:
                 self._busy.pop(key).set()
 
+    @property
+    def centre_crop(self) -> float:
+        return self.preprocess.crop / self.preprocess.resize
+
     def matches_defect_model(self, m) -> bool:
         """Whether a defect model's features are exactly this pass's patch output."""
         mean, std = self.preprocess.mean, self.preprocess.std
@@ -181,6 +279,7 @@ class SharedBackbone:
             m.backbone == self.model
             and tuple(m.layers) == tuple(self.patch_layers)
             and m.input_size == self.input_size
+            and abs(m.centre_crop - self.centre_crop) < 1e-6
             and tuple(m.mean) == tuple(mean)
             and tuple(m.std) == tuple(std)
         )
@@ -193,6 +292,12 @@ class SharedFeatures:
         self.shared = shared
         self.backend = shared.backend  # the nearest-patch search runs where this is
 
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+    def geometry(self, h: int, w: int):
+        return self.shared.geometry(h, w)
+
+    def __call__(self, rgb: np.ndarray):
+        """(h, w, D) patch features: numpy, or a CUDA tensor when the pass runs there."""
         out = self.shared.run(rgb)['patch']
+        if not isinstance(out, np.ndarray):  # torch on CUDA: the search runs there too
+            return out.permute(1, 2, 0).contiguous()
         return np.ascontiguousarray(out.transpose(1, 2, 0), np.float32)

@@ -38,8 +38,9 @@ PARAMS = [
     Param(
         'shared_backbone',
         False,
-        'Share one backbone pass per frame with the other heads in this process (whole frame '
-        'at 320 px; onnxruntime): classifier, defect detector and feature maps',
+        'Share one backbone pass per frame with the other heads in this process (same '
+        'answers; onnxruntime on the CPU or torch on CUDA): classifier, defect detector, '
+        'feature maps',
     ),
     Param('top_k', 5, 'Number of classes published per frame', 1, 1000, live=True),
     Param(

@@ -45,8 +45,9 @@ PARAMS = [
     Param(
         'shared_backbone',
         False,
-        'Share one backbone pass per frame with the other heads in this process (whole frame '
-        'at 320 px; onnxruntime): classifier, defect detector and feature maps',
+        'Share one backbone pass per frame with the other heads in this process (the '
+        "classifier's centre crop, so the frame's borders go unchecked; a built-in model is "
+        'fitted on that crop): classifier, defect detector and feature maps',
     ),
     Param(
         'tracking',
@@ -100,7 +101,8 @@ class DefectStep:
 
     def __init__(self, p: dict, log=print):
         self.sensitivity, self.min_area, self.tile = p['sensitivity'], p['min_area'], p['tile']
-        model = load_defect_model(p['model'], log=log)
+        # A built-in model is fitted on the shared pass's centre crop when sharing
+        model = load_defect_model(p['model'], log=log, shared=p['shared_backbone'])
         extractor = None
         if p['shared_backbone']:
             from cnn_perception.core.shared import SharedBackbone, SharedFeatures
@@ -109,8 +111,9 @@ class DefectStep:
             if shared.matches_defect_model(model):
                 extractor = SharedFeatures(shared)
             else:
-                log(f'{p["model"]}: its features are not the shared pass (stage 2 at 320 px); '
-                    'running its own pass')  # fmt: skip
+                log(f"{p['model']}: fitted on another view than the shared pass (stage 2 of "
+                    f"the classifier's {shared.input_size} px centre crop: `defects fit "
+                    "--input-size 224 --centre-crop 0.875`); running its own pass")  # fmt: skip
         self.detector = DefectDetector(
             model, p['backend'], p['device'], p['num_threads'], extractor=extractor
         )

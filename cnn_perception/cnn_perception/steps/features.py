@@ -1,6 +1,5 @@
 """The feature-map step (demo D10): frame -> layer mosaic and class activation map."""
 
-import cv2
 import numpy as np
 
 from cnn_perception import contract
@@ -39,8 +38,9 @@ PARAMS = [
     Param(
         'shared_backbone',
         False,
-        'Share one backbone pass per frame with the other heads in this process (whole frame '
-        'at 320 px; onnxruntime): classifier, defect detector and feature maps',
+        'Share one backbone pass per frame with the other heads in this process (same '
+        'answers; onnxruntime on the CPU or torch on CUDA): classifier, defect detector, '
+        'feature maps',
     ),
     Param('max_rate_hz', 2.0, 'Most frames processed per second', 0.01, 100.0, live=True),
 ]
@@ -82,8 +82,8 @@ class FeatureStep:
         out = StepOutput()
         if not want:
             return out
-        if self.shared is not None:  # the whole frame, from the pass the heads share
-            res = self.shared.run(rgb)
+        if self.shared is not None:  # from the pass the heads share
+            res = self.shared.run(rgb, acts=True)
             logits, acts = res['logits'], res
             layers, cam_layer = self.shared.feature_layers, self.shared.cam_layer
             labels = self.shared.labels
@@ -104,11 +104,8 @@ class FeatureStep:
                 else fm.eigen_cam(acts[cam_layer])
             )
             h, w = rgb.shape[:2]
-            full = (  # the shared pass saw the whole frame, not a centre crop
-                np.clip(cv2.resize(cam, (w, h), interpolation=cv2.INTER_CUBIC), 0, 1)
-                if self.shared is not None
-                else fm.cam_to_source(cam, self.model.preprocess, h, w)
-            )
+            preprocess = (self.shared or self.model).preprocess  # the same centre crop
+            full = fm.cam_to_source(cam, preprocess, h, w)
             label = labels[top] if labels else str(top)
             overlay = draw_label_panel(fm.cam_overlay(rgb, full), [f'{label} ({self.cam_method})'])
             out.images.append((contract.CAM, overlay))
