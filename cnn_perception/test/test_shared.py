@@ -123,6 +123,11 @@ def test_a_shared_backbone_runs_on_torch_and_refuses_onnxruntime_on_cuda():
     # torch (on the CPU here; CUDA on the Jetson, checked by scripts/cuda_check.py)
     clf = ClassifierStep(_params(ClassifierStep, shared_backbone=True, backend='torch'))
     onnx = SharedBackbone.get()
+    # a defect detector on torch in the same process reads the patch features of that pass
+    torch_params = {'backend': 'torch', 'device': 'cpu'}
+    assert SharedBackbone.for_node('efficientnet_lite0', torch_params, ('patch',)) is (
+        clf.clf.shared
+    )
     img = coffee()
     t = clf.clf.shared.run(img, acts=True)
     o = onnx.run(img, acts=True)

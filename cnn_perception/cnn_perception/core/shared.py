@@ -28,6 +28,7 @@ import numpy as np
 from cnn_perception.core.models import DEFAULT_MODEL, ModelInfo, model_entry
 
 PATCH_LAYERS = (2,)
+LEAN = ('logits', 'patch')  # the outputs of the graph every frame goes through
 _registry: dict[tuple, 'SharedBackbone'] = {}
 _registry_lock = threading.Lock()
 
@@ -74,13 +75,14 @@ class SharedBackbone:
     """The process's one pass per frame; get it with `SharedBackbone.for_node(...)`."""
 
     @classmethod
-    def for_node(cls, model: str, p: dict) -> 'SharedBackbone':
-        """Return the shared pass for a head with parameters `p`.
+    def for_node(cls, model: str, p: dict, outputs=('logits', 'patch')) -> 'SharedBackbone':
+        """Return the shared pass for a head with parameters `p` that reads `outputs`.
 
-        The pass serves every head, so it runs where the first head to ask wants it and
-        with the default threads whatever a head's `num_threads` (desktop.yaml gives the
-        low-rate heads one thread for their own passes). A head that wants it elsewhere
-        (one on torch/CUDA, another on ONNX Runtime/CPU) gets its own.
+        One pass per model, backend and device in the process (ONNX Runtime on the CPU,
+        or torch: fp16 on CUDA); heads configured differently get separate ones. It
+        serves every head, so it uses the library's default threads whatever a head's
+        `num_threads` (desktop.yaml gives the low-rate heads one thread for their own
+        passes).
         """
         from cnn_perception.errors import UserError
 
@@ -90,7 +92,9 @@ class SharedBackbone:
                 'shared_backbone runs ONNX Runtime on the CPU or torch on CUDA: with device '
                 'cuda set backend torch (the Jetson configuration)'
             )
-        return cls.get(model, backend=backend, device=device)
+        shared = cls.get(model, backend=backend, device=device)
+        shared.needs.update(outputs)
+        return shared
 
     @classmethod
     def get(
@@ -121,7 +125,7 @@ class SharedBackbone:
         self.patch_layers = PATCH_LAYERS
         self.preprocess = entry.preprocess
         self.input_size = entry.preprocess.crop
-        self._names = ['logits', 'patch', *self.acts]
+        self.needs: set[str] = set()  # what the heads read: 'logits', 'patch'
         if backend == 'torch':
             self.backend, self._run = self._torch(model, device, num_threads)
             self.labels = entry.labels()
@@ -150,15 +154,18 @@ class SharedBackbone:
 
         lean = OnnxBackend(self._onnx_file(model, []), num_threads=num_threads)
         full = []
+        graph_names = {'logits': 'logits', 'patch': 'patch'}
+        graph_names.update({a: f'act{i}' for i, a in enumerate(self.acts)})
 
-        def run(x, acts):
-            if not acts:
-                return lean.session.run(None, {lean._input: x})
+        def run(x, names):
+            # ONNX Runtime computes only what the requested outputs need: with the
+            # classifier alone in the process, the patch features' pooling is skipped
+            if all(n in LEAN for n in names):
+                return lean.session.run(list(names), {lean._input: x})
             if not full:
-                full.append(
-                    OnnxBackend(self._onnx_file(model, self.acts), num_threads=num_threads)
-                )
-            return full[0].session.run(None, {full[0]._input: x})
+                path = self._onnx_file(model, self.acts)
+                full.append(OnnxBackend(path, num_threads=num_threads))
+            return full[0].session.run([graph_names[n] for n in names], {full[0]._input: x})
 
         return lean, run
 
@@ -176,23 +183,23 @@ class SharedBackbone:
         lock = threading.Lock()  # with_acts is the module's: one forward at a time
         on_gpu = device.startswith('cuda')
 
-        def run(x, acts):
+        def run(x, names):
             with torch.inference_mode(), lock:
-                backend.model.with_acts = acts
+                backend.model.with_acts = any(n not in LEAN for n in names)
                 t = torch.from_numpy(x).to(backend.device)
                 outs = backend.model(t.half() if backend.fp16 else t)
+                every = dict(zip(['logits', 'patch', *self.acts], outs, strict=False))
                 # On CUDA the patch features stay there for the defect detector's search
                 # (torch.cdist), instead of a round trip through the host
-                patch = outs[1].float() if on_gpu else None
-                host = [o for i, o in enumerate(outs) if not (on_gpu and i == 1)]
+                on_device = {'patch'} if on_gpu else set()
+                host = [n for n in names if n not in on_device]
                 # one copy to the host for the rest (each .cpu() would synchronise)
-                sizes = [o.numel() for o in host]
-                flat = torch.cat([o.reshape(-1).float() for o in host]).cpu().numpy()
+                sizes = [every[n].numel() for n in host]
+                flat = torch.cat([every[n].reshape(-1).float() for n in host]).cpu().numpy()
+                kept = {n: every[n].float() for n in names if n in on_device}
             parts = np.split(flat, np.cumsum(sizes)[:-1])
-            out = [p.reshape(o.shape) for p, o in zip(parts, host, strict=True)]
-            if patch is not None:
-                out.insert(1, patch)
-            return out
+            kept.update({n: p.reshape(every[n].shape) for n, p in zip(host, parts, strict=True)})
+            return [kept[n] for n in names]
 
         return backend, run
 
@@ -233,11 +240,13 @@ class SharedBackbone:
     def run(self, rgb: np.ndarray, acts: bool = False) -> dict[str, np.ndarray]:
         """Return this frame's outputs: computed once, then served from the cache.
 
-        'logits' and 'patch' always; with `acts` the feature maps' activations too (a
-        frame first computed without them is run again, with them, for the one head that
-        wants them: the feature maps, a few times a second while someone watches).
+        What the heads registered (`for_node`: 'logits', 'patch'; both when none did);
+        with `acts` the feature maps' activations too (a frame first computed without
+        them is run again, with them, for the one head that wants them: the feature
+        maps, a few times a second while someone watches).
         """
-        names = self._names if acts else self._names[:2]
+        names = [n for n in LEAN if n in self.needs or not self.needs]
+        names += self.acts if acts else []
         key = hashlib.blake2b(
             np.ascontiguousarray(rgb[::7, ::7]).tobytes() + bytes(str(rgb.shape), 'ascii'),
             digest_size=16,
@@ -246,7 +255,7 @@ class SharedBackbone:
             with self._lock:
                 self.requests += 1
                 hit = self._cache.get(key)
-                if hit is not None and names[-1] in hit:
+                if hit is not None and all(n in hit for n in names):
                     self._cache.move_to_end(key)
                     return hit
                 wait = self._busy.get(key)
@@ -256,7 +265,7 @@ class SharedBackbone:
                 self.requests -= 1
             wait.wait(5.0)  # another head is computing this very frame
         try:
-            outs = self._run(self.prepare(rgb), acts)
+            outs = self._run(self.prepare(rgb), names)
             result = {**(hit or {}), **{n: o[0] for n, o in zip(names, outs, strict=True)}}
             self.passes += 1
             with self._lock:

@@ -77,7 +77,9 @@ class ClassifierStep:
             from cnn_perception.core.classifier import SharedClassifier
             from cnn_perception.core.shared import SharedBackbone
 
-            self.clf = SharedClassifier(SharedBackbone.for_node(p['model'], p))
+            self.clf = SharedClassifier(SharedBackbone.for_node(p['model'], p, ('logits',)))
+            if self.precision == 'int8':
+                log('precision int8 is not used with shared_backbone: the shared pass is fp32')
             self.precision = 'fp32, shared backbone pass'
         else:
             self.clf = self._load(p, log)

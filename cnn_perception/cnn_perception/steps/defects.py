@@ -107,7 +107,7 @@ class DefectStep:
         if p['shared_backbone']:
             from cnn_perception.core.shared import SharedBackbone, SharedFeatures
 
-            shared = SharedBackbone.for_node(model.backbone, p)
+            shared = SharedBackbone.for_node(model.backbone, p, ('patch',))
             if shared.matches_defect_model(model):
                 extractor = SharedFeatures(shared)
             else:

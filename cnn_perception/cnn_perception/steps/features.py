@@ -62,7 +62,7 @@ class FeatureStep:
         if p['shared_backbone'] and layers is None and p['cam_method'] == 'eigencam':
             from cnn_perception.core.shared import SharedBackbone
 
-            self.shared = SharedBackbone.for_node(p['model'], p)
+            self.shared = SharedBackbone.for_node(p['model'], p, ('logits',))
         self.model = (
             None
             if self.shared

@@ -358,9 +358,8 @@ def run_bench(
     from cnn_perception.steps import node_params, step_class
 
     defect_params = node_params(step_class('defects'))
-    defect_hz = params_from_file(params_file('desktop'), 'defect_detector', defect_params)[
-        'max_rate_hz'
-    ]
+    desktop = params_from_file(params_file('desktop'), 'defect_detector', defect_params)
+    defect_hz, shared = desktop['max_rate_hz'], desktop['shared_backbone']
     runs = []
     after = None
     for i in range(repeats):
@@ -414,6 +413,7 @@ def run_bench(
         'latency_ms': full['latency_ms'],
         'defect_fps': full['defect_fps'],
         'defect_max_rate_hz': defect_hz,
+        'shared_backbone': shared,
     }
     log('bench: memory with torch loaded ...')
     torch_solo = pipeline_run('camera,classifier', 'torch', cam_fps, min(seconds, 5))

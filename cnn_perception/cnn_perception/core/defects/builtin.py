@@ -60,8 +60,10 @@ def load_defect_model(name: str, log=print, shared: bool = False) -> DefectModel
     geometry = SHARED_GEOMETRY if shared else {}
     ex = FeatureExtractor(**geometry)
     # The centre crop has half the patches per image (28 x 28): the same 1.25% share
-    # keeps half the bank. Halved again it scores in a third of a millisecond beside the
-    # classifier's pass, at the same AUROC (docs/defects.md, "shared pass").
+    # keeps half the bank. Halved again (784) it scores in about a third of a millisecond
+    # beside the classifier's pass: the same AUROCs as 4x the bank on brick, moon and
+    # gravel, fewer box hits on gravel's thin cracks (docs/benchmarks.md, "One backbone
+    # pass").
     ratio = 0.00625 if shared else 0.0125
     model = DefectModel(
         fit(normal[:160], extractor=ex, coreset_ratio=ratio, progress=False, log=log),
