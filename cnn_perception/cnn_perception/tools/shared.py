@@ -146,7 +146,7 @@ def shared_markdown(r: dict) -> str:
             '',
         ),
         (
-            'classifier from the shared pass (same crop, every output)',
+            'classifier from the shared pass (same crop, logits + patch features)',
             f'{r["classifier_shared_pass_ms"]:.1f} ms',
             '',
         ),
