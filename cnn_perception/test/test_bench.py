@@ -28,6 +28,8 @@ KEYS = [
     ('defects', 'defects_ms'),
     ('defects', 'ratio'),
     ('pi', 'rss_mb'),
+    ('one_process', 'shared_ratio'),
+    ('one_process', 'own_passes_ratio'),
 ]
 
 

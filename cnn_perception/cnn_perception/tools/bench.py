@@ -262,6 +262,26 @@ def pipeline_run(
     }
 
 
+def one_process_cost() -> dict:
+    """Classifier + defect detector on every frame over the classifier alone, per frame.
+
+    One process, the 60 photograph frames, 3 interleaved repeats (`tools/shared.py`): with
+    one shared backbone pass (desktop.yaml) and with each head's own pass.
+    """
+    from cnn_perception.tools.shared import heads, per_frame_costs
+    from cnn_perception.tools.zoo import labelled_frames
+
+    runs = per_frame_costs([f for f, _ in labelled_frames()], *heads())
+    ratios = [b / a for a, b in zip(runs['alone'], runs['both_shared'], strict=True)]
+    own = [b / a for a, b in zip(runs['alone'], runs['both_own'], strict=True)]
+    return {
+        'classifier_ms': statistics.median(runs['alone']),
+        'shared_ratio': statistics.median(ratios),
+        'shared_ratios': ratios,
+        'own_passes_ratio': statistics.median(own),
+    }
+
+
 def pi_path(seconds: float, log=print) -> dict:
     """Measure the Pi configuration as shipped (pi.yaml), INT8 classifier, test scene.
 
@@ -324,6 +344,11 @@ def run_bench(
     load_defect_model('builtin:brick', log=log)
     FeatureExtractor()
     fm.FeatureMapModel()
+    # desktop.yaml shares one backbone pass: its two graphs and the crop's defect model
+    from cnn_perception.core.shared import SharedBackbone
+
+    load_defect_model('builtin:brick', log=log, shared=True)
+    SharedBackbone.get(model).run(np.zeros((240, 320, 3), np.uint8), acts=True)
 
     res: dict = {
         'machine': machine_info(),
@@ -348,6 +373,8 @@ def run_bench(
     # measures the camera more than the ROS overhead (1.5x: ratio about 0.77 here).
     log('bench: defect scoring vs classifier at the same input size ...')
     res['defects'] = defect_cost(seconds, 'onnxruntime')
+    log('bench: classifier + defects on every frame, one shared pass vs the classifier ...')
+    res['one_process'] = one_process_cost()
     cam_fps = max(30.0, overload * ort['frame_fps'])
     # The ROS-side ratios swing from run to run, and the machine's own speed drifts by
     # 10-20% within a minute: each is measured `repeats` times, with the model alone

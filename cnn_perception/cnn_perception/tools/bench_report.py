@@ -102,6 +102,15 @@ def markdown(res: dict) -> str:
             f'{d["backend"]} | {d["defects_ms"]:.1f} vs {d["classifier_ms"]:.1f} ms = '
             f'{d["ratio"]:.2f}x | <= 2.5x | {ok(d["ratio"] <= 2.5)} |'
         )
+    if 'one_process' in res:
+        c = res['one_process']
+        rs = c['shared_ratios']
+        lines.append(
+            f'| classifier + defects on every frame, one shared pass / classifier alone '
+            f'({c["classifier_ms"]:.1f} ms; photograph frames, one process) | '
+            f'{c["shared_ratio"]:.2f}x (min..max {min(rs):.2f}..{max(rs):.2f} of {len(rs)}); '
+            f'own passes {c["own_passes_ratio"]:.2f}x | <= 1.3x | {ok(c["shared_ratio"] <= 1.3)} |'
+        )
     if 'growth' in res:
         lines += [
             '',

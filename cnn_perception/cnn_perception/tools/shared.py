@@ -15,32 +15,33 @@ import time
 import numpy as np
 
 
-def shared(log=print, seconds: float = 10.0) -> dict:
-    from std_msgs.msg import Header
-
-    from cnn_perception.core.defect_eval import evaluate
-    from cnn_perception.core.shared import SharedBackbone
+def heads():
+    """(own classifier, shared classifier, own defect detector, shared defect detector)."""
     from cnn_perception.steps import node_params
     from cnn_perception.steps.classify import ClassifierStep
     from cnn_perception.steps.defects import DefectStep
-    from cnn_perception.tools.datasets import make_defect_images
-    from cnn_perception.tools.zoo import labelled_frames
-
-    labelled = labelled_frames()
-    frames = [f for f, _ in labelled]
-    labels_ok = [ids for _, ids in labelled]
 
     def params(cls, **kw):
         p = {q.name: q.default for q in node_params(cls)}
         p.update(kw)
         return p
 
-    log('shared: building the heads (the built-in defect models are fitted once) ...')
-    own_clf = ClassifierStep(params(ClassifierStep))
-    shared_clf = ClassifierStep(params(ClassifierStep, shared_backbone=True))
-    own_det = DefectStep(params(DefectStep, tracking=False))
-    shared_det = DefectStep(params(DefectStep, tracking=False, shared_backbone=True))
-    sb = SharedBackbone.get()
+    return (
+        ClassifierStep(params(ClassifierStep)),
+        ClassifierStep(params(ClassifierStep, shared_backbone=True)),
+        DefectStep(params(DefectStep, tracking=False)),
+        DefectStep(params(DefectStep, tracking=False, shared_backbone=True)),
+    )
+
+
+def per_frame_costs(frames, own_clf, shared_clf, own_det, shared_det, repeats: int = 3):
+    """Median ms per frame of each combination, per repeat (interleaved: the machine drifts).
+
+    'alone': the classifier's own pass; 'alone_shared': the classifier from the shared
+    pass; 'both_own' / 'both_shared': classifier then defect detector on every frame.
+    """
+    from std_msgs.msg import Header
+
     h = Header()
 
     def per_frame(*steps) -> float:
@@ -56,13 +57,29 @@ def shared(log=print, seconds: float = 10.0) -> dict:
             times.append((time.perf_counter() - t0) * 1000)
         return statistics.median(times)
 
-    # interleaved and repeated: this machine's speed drifts within a minute
     runs = {k: [] for k in ('alone', 'alone_shared', 'both_own', 'both_shared')}
-    for _ in range(3):
+    for _ in range(repeats):
         runs['alone'].append(per_frame(own_clf))
         runs['alone_shared'].append(per_frame(shared_clf))
         runs['both_own'].append(per_frame(own_clf, own_det))
         runs['both_shared'].append(per_frame(shared_clf, shared_det))
+    return runs
+
+
+def shared(log=print, seconds: float = 10.0) -> dict:
+    from cnn_perception.core.defect_eval import evaluate
+    from cnn_perception.core.shared import SharedBackbone
+    from cnn_perception.tools.datasets import make_defect_images
+    from cnn_perception.tools.zoo import labelled_frames
+
+    labelled = labelled_frames()
+    frames = [f for f, _ in labelled]
+    labels_ok = [ids for _, ids in labelled]
+
+    log('shared: building the heads (the built-in defect models are fitted once) ...')
+    own_clf, shared_clf, own_det, shared_det = heads()
+    sb = SharedBackbone.get()
+    runs = per_frame_costs(frames, own_clf, shared_clf, own_det, shared_det)
     ms = {k: statistics.median(v) for k, v in runs.items()}
     own_logits = [own_clf.clf.backend.run(own_clf.clf.preprocess(f))[0] for f in frames]
     shared_logits = [sb.run(f)['logits'] for f in frames]
