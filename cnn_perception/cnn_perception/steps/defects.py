@@ -107,8 +107,9 @@ class DefectStep:
         if p['shared_backbone']:
             from cnn_perception.core.shared import SharedBackbone, SharedFeatures
 
-            shared = SharedBackbone.for_node(model.backbone, p, ('patch',))
+            shared = SharedBackbone.for_node(model.backbone, p, ())
             if shared.matches_defect_model(model):
+                shared.needs.add('patch')  # else the pass need not compute them
                 extractor = SharedFeatures(shared)
             else:
                 log(f"{p['model']}: fitted on another view than the shared pass (stage 2 of "
