@@ -227,6 +227,7 @@ def _shared(dev: str, model: str) -> dict:
     from cnn_perception.core.defects import DefectDetector, FeatureExtractor, load_defect_model
     from cnn_perception.core.defects.builtin import SHARED_GEOMETRY
     from cnn_perception.core.shared import SharedBackbone, SharedFeatures
+    from cnn_perception.tools.shared import median_ms_per_frame
 
     fp16 = dev.startswith('cuda')
     rng = np.random.default_rng(0)
@@ -263,17 +264,7 @@ def _shared(dev: str, model: str) -> dict:
         res['defect_search_on'] = 'gpu (torch.cdist)' if on_gpu else 'cpu'
 
     def per_frame(fns) -> float:
-        for f in frames[:5]:
-            for fn in fns:
-                fn(f.copy())
-        times = []
-        for f in frames * 3:
-            f = f.copy()  # a new frame: nothing cached from an earlier call
-            t0 = time.perf_counter()
-            for fn in fns:
-                fn(f)
-            times.append((time.perf_counter() - t0) * 1000)
-        return statistics.median(times)
+        return median_ms_per_frame(frames, fns, warm=5, rounds=3)
 
     for _ in range(2):  # interleaved: the second round is reported
         ms = {name: per_frame(fns) for name, fns in heads.items()}

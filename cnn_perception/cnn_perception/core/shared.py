@@ -98,24 +98,16 @@ class SharedBackbone:
 
     @classmethod
     def get(
-        cls,
-        model: str = DEFAULT_MODEL,
-        num_threads: int = 0,
-        backend: str = 'onnxruntime',
-        device: str = 'cpu',
+        cls, model: str = DEFAULT_MODEL, backend: str = 'onnxruntime', device: str = 'cpu'
     ) -> 'SharedBackbone':
-        key = (model, num_threads, backend, device)
+        key = (model, backend, device)
         with _registry_lock:
             if key not in _registry:
-                _registry[key] = cls(model, num_threads, backend, device)
+                _registry[key] = cls(model, backend, device)
             return _registry[key]
 
     def __init__(
-        self,
-        model: str = DEFAULT_MODEL,
-        num_threads: int = 0,
-        backend: str = 'onnxruntime',
-        device: str = 'cpu',
+        self, model: str = DEFAULT_MODEL, backend: str = 'onnxruntime', device: str = 'cpu'
     ):
         entry = model_entry(model)
         self.model = model
@@ -127,10 +119,10 @@ class SharedBackbone:
         self.input_size = entry.preprocess.crop
         self.needs: set[str] = set()  # what the heads read: 'logits', 'patch'
         if backend == 'torch':
-            self.backend, self._run = self._torch(model, device, num_threads)
+            self.backend, self._run = self._torch(model, device)
             self.labels = entry.labels()
         else:
-            self.backend, self._run = self._onnx(model, num_threads)
+            self.backend, self._run = self._onnx(model)
             # from the file: the registry's labels come through torchvision, i.e. torch,
             # which the ONNX Runtime path never imports (the Pi's memory budget)
             self.labels = list(self.backend.metadata()['labels'])
@@ -140,7 +132,7 @@ class SharedBackbone:
         self.passes = 0  # network calls actually made
         self.requests = 0  # heads served
 
-    def _onnx(self, model: str, num_threads: int):
+    def _onnx(self, model: str):
         """Open the lean graph (logits, patch features); the one with activations on demand.
 
         The graph with the feature maps' activations too is opened when a head first asks
@@ -152,7 +144,7 @@ class SharedBackbone:
         """
         from cnn_perception.core.backends import OnnxBackend
 
-        lean = OnnxBackend(self._onnx_file(model, []), num_threads=num_threads)
+        lean = OnnxBackend(self._onnx_file(model, []))
         full = []
         graph_names = {'logits': 'logits', 'patch': 'patch'}
         graph_names.update({a: f'act{i}' for i, a in enumerate(self.acts)})
@@ -164,12 +156,12 @@ class SharedBackbone:
                 return lean.session.run(list(names), {lean._input: x})
             if not full:
                 path = self._onnx_file(model, self.acts)
-                full.append(OnnxBackend(path, num_threads=num_threads))
+                full.append(OnnxBackend(path))
             return full[0].session.run([graph_names[n] for n in names], {full[0]._input: x})
 
         return lean, run
 
-    def _torch(self, model: str, device: str, num_threads: int):
+    def _torch(self, model: str, device: str):
         """torch, fp16 on CUDA like every head's own CUDA pass (the Jetson configuration)."""
         import torch
 
@@ -178,7 +170,7 @@ class SharedBackbone:
 
         net, _ = get_model(model)
         net = _shared_net(net, self.patch_layers, self.acts)
-        backend = TorchBackend(net, device, device.startswith('cuda'), num_threads)
+        backend = TorchBackend(net, device, device.startswith('cuda'))
 
         lock = threading.Lock()  # with_acts is the module's: one forward at a time
         on_gpu = device.startswith('cuda')

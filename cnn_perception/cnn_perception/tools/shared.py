@@ -34,6 +34,24 @@ def heads():
     )
 
 
+def median_ms_per_frame(frames, fns, warm: int = 3, rounds: int = 1) -> float:
+    """Median ms of calling every fn in turn on a fresh copy of each frame (no rclpy).
+
+    A copy per frame: nothing cached by content (the shared pass) carries over.
+    """
+    for f in frames[:warm]:
+        for fn in fns:
+            fn(f.copy())
+    times = []
+    for f in frames * rounds:
+        f = f.copy()
+        t0 = time.perf_counter()
+        for fn in fns:
+            fn(f)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
 def per_frame_costs(frames, own_clf, shared_clf, own_det, shared_det, repeats: int = 3):
     """Median ms per frame of each combination, per repeat (interleaved: the machine drifts).
 
@@ -45,17 +63,7 @@ def per_frame_costs(frames, own_clf, shared_clf, own_det, shared_det, repeats: i
     h = Header()
 
     def per_frame(*steps) -> float:
-        for f in frames[:3]:
-            for s in steps:
-                s(f, h)
-        times = []
-        for f in frames:
-            f = f.copy()  # a new frame: no cached pass from an earlier call
-            t0 = time.perf_counter()
-            for s in steps:
-                s(f, h)
-            times.append((time.perf_counter() - t0) * 1000)
-        return statistics.median(times)
+        return median_ms_per_frame(frames, [lambda f, s=s: s(f, h) for s in steps])
 
     runs = {k: [] for k in ('alone', 'alone_shared', 'both_own', 'both_shared')}
     for _ in range(repeats):
