@@ -79,6 +79,9 @@ def live(flight):
         assert probe.spin_until(
             lambda: all(probe.node.count_subscribers(t) >= 1 + (t in own) for t in OUTPUTS), 30
         )
+        # and the three nodes listen to the bag's topic (started slower than the recorder
+        # on a loaded machine, they had missed the first frames)
+        assert probe.spin_until(lambda: probe.node.count_subscribers(TOPIC) >= 3, 120)
         play = subprocess.run(
             [
                 sys.executable,
