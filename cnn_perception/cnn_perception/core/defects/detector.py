@@ -14,6 +14,13 @@ from cnn_perception.core.defects.search import (
     nearest_search_session,
 )
 
+# The map is boxed at half the network's resolution: four map pixels per stride-8 patch,
+# whose scores it interpolates bilinearly, so it has no finer detail; the boxes' connected
+# components and placing the map cost a quarter of what they did at the network's full
+# resolution (0.13 against 0.42 ms on a flagged 224 px crop), with the same image, pixel
+# and box metrics on brick, gravel and moon (docs/defects.md, seventh session).
+MAP_STEP = 2.0
+
 
 def normalise(raw, base: float, threshold: float, sensitivity: float = 1.0):
     """Raw distance -> 0..1 with the threshold at 0.5; sensitivity > 1 flags more."""
@@ -112,14 +119,14 @@ class DefectDetector:
         """Return (geometry, (x, y, rw, rh), scale) of the network's view of a frame.
 
         `geometry` is the extractor's; (x, y, rw, rh) the part of the h x w frame the
-        network saw; `scale` the source pixels per map pixel (1 with `full`; else the map
-        is at the network's resolution where that is coarser: all the detail it has).
+        network saw; `scale` the source pixels per map pixel (1 with `full`; else
+        MAP_STEP times the network's or the frame's resolution, the coarser).
         """
         geometry = self.extractor.geometry(h, w)
         x0, y0, sx, sy, nh, nw = geometry
         rx0, ry0 = max(0, round(x0)), max(0, round(y0))
         rw, rh = min(w - rx0, round(nw * sx)), min(h - ry0, round(nh * sy))
-        return geometry, (rx0, ry0, rw, rh), 1.0 if full else max(1.0, min(sx, sy))
+        return geometry, (rx0, ry0, rw, rh), 1.0 if full else MAP_STEP * max(1.0, min(sx, sy))
 
     @staticmethod
     def _place(grid, geometry, region, scale, out=None) -> np.ndarray:
@@ -204,11 +211,11 @@ class DefectDetector:
     ) -> DefectResult:
         """Score one frame: image score, boxes (source pixels) and the normalised map.
 
-        Untiled, the map is normalised and boxed at the network's resolution where that
-        is coarser than the frame's (a 640x480 frame: 427x320; the shared pass's centre
-        crop: 224x224 for 420x420), then scaled up once: the boxes were most of the
-        scoring's time at source resolution, and the map has no finer detail than the
-        network's stride-8 patches anyway.
+        Untiled, the map is normalised and boxed at half the network's resolution, or
+        of the frame's where that is coarser (a 640x480 frame: 213x160; the shared
+        pass's centre crop: 112x112 for 420x420), and scaled to the frame only when
+        something reads `score_map`: the boxes were most of the scoring's time at source
+        resolution, and the map has no finer detail than the network's stride-8 patches.
         """
         t0 = time.perf_counter()
         h, w = rgb.shape[:2]
@@ -231,12 +238,16 @@ class DefectDetector:
             _scaled(b, scale, rx0, ry0, w, h)
             for b in boxes_from_map(small, max(1, round(min_area / scale**2)))
         ]
-        score_map = np.zeros((h, w), np.float32)
-        if scale == 1.0:
-            score_map[ry0 : ry0 + rh, rx0 : rx0 + rw] = small
-        else:
-            cv2.resize(small, (rw, rh), score_map[ry0 : ry0 + rh, rx0 : rx0 + rw],
-                       interpolation=cv2.INTER_LINEAR)  # fmt: skip
+
+        def score_map() -> np.ndarray:
+            out = np.zeros((h, w), np.float32)
+            if scale == 1.0:
+                out[ry0 : ry0 + rh, rx0 : rx0 + rw] = small
+            else:
+                cv2.resize(small, (rw, rh), out[ry0 : ry0 + rh, rx0 : rx0 + rw],
+                           interpolation=cv2.INTER_LINEAR)  # fmt: skip
+            return out
+
         # the bilinear map's maximum is a grid value: the image score at any resolution
         score = float(norm_grid.max())
         return DefectResult(score, score >= 0.5, boxes, score_map, float(grid.max()), ms)
@@ -283,18 +294,26 @@ def boxes_from_map(
     # z = n / (1 - n) is increasing in n: thresholds in z are compared in n instead
     # (no z map: this ran on every flagged frame)
     z_low = low / (1.0 - low)
+    h, w = norm.shape
+    # 16-bit labels where they cannot overflow (8-connected: at most one region per 2x2)
+    ltype = cv2.CV_16U if ((h + 1) // 2) * ((w + 1) // 2) < 65535 else cv2.CV_32S
     n, labels, stats, _ = cv2.connectedComponentsWithStats(
-        (norm >= low).view(np.uint8), connectivity=8
+        (norm >= low).view(np.uint8), connectivity=8, ltype=ltype
     )
+    # One region (a flagged frame's usual case) holds the high pixels: no gather needed
+    ids = [1] if n == 2 else np.flatnonzero(np.bincount(labels[high], minlength=n))
     boxes = []
-    for i in np.flatnonzero(np.bincount(labels[high], minlength=n)):  # np.unique: 3x slower
-        x, y, w, h, _ = (int(v) for v in stats[i])
-        window = norm[y : y + h, x : x + w]
-        inside = labels[y : y + h, x : x + w] == i
-        peak_n = float(window[inside].max())
+    for i in ids:  # np.unique above: 3x slower than bincount
+        x, y, bw, bh, area = (int(v) for v in stats[i])
+        window = norm[y : y + bh, x : x + bw]
+        # Alone in its box, the region is every pixel there >= low: no label mask
+        inside = None if n == 2 or area == bw * bh else labels[y : y + bh, x : x + bw] == i
+        peak_n = float(window.max() if inside is None else window[inside].max())
         peak = peak_n / max(1.0 - peak_n, 1e-6)
         cut = max(z_low, rel_height * peak)
-        keep = inside & (window >= cut / (1.0 + cut))
+        keep = window >= cut / (1.0 + cut)  # cut >= z_low: only region pixels pass
+        if inside is not None:
+            keep &= inside
         if int(np.count_nonzero(keep)) < min_area:
             continue
         rows, cols = np.flatnonzero(keep.any(1)), np.flatnonzero(keep.any(0))
