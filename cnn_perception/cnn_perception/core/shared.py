@@ -269,6 +269,11 @@ class SharedBackbone:
             with self._lock:
                 self._busy.pop(key).set()
 
+    def forget(self) -> None:
+        """Empty the cache of recent frames (benchmarks: each measurement computes its pass)."""
+        with self._lock:
+            self._cache.clear()
+
     @property
     def centre_crop(self) -> float:
         return self.preprocess.crop / self.preprocess.resize

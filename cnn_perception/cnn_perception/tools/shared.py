@@ -53,24 +53,47 @@ def median_ms_per_frame(frames, fns, warm: int = 3, rounds: int = 1) -> float:
 
 
 def per_frame_costs(frames, own_clf, shared_clf, own_det, shared_det, repeats: int = 3):
-    """Median ms per frame of each combination, per repeat (interleaved: the machine drifts).
+    """Median ms per frame of each combination, per repeat.
 
     'alone': the classifier's own pass; 'alone_shared': the classifier from the shared
     pass; 'both_own' / 'both_shared': classifier then defect detector on every frame.
+
+    The combinations take turns on each frame, in an order rotating from frame to frame,
+    the shared pass's cache emptied before each: this machine's speed drifts by tens of
+    percent within seconds, and one combination timed over all frames, then the next,
+    read 0.88x to 1.50x for the same code in three repeats; interleaved, 1.25-1.30x.
     """
     from std_msgs.msg import Header
 
+    from cnn_perception.core.shared import SharedBackbone
+
     h = Header()
-
-    def per_frame(*steps) -> float:
-        return median_ms_per_frame(frames, [lambda f, s=s: s(f, h) for s in steps])
-
-    runs = {k: [] for k in ('alone', 'alone_shared', 'both_own', 'both_shared')}
+    shared = SharedBackbone.get()
+    combos = {
+        'alone': (own_clf,),
+        'alone_shared': (shared_clf,),
+        'both_own': (own_clf, own_det),
+        'both_shared': (shared_clf, shared_det),
+    }
+    names = list(combos)
+    for f in frames[:3]:  # warm-up: first calls allocate
+        for steps in combos.values():
+            shared.forget()
+            for step in steps:
+                step(f.copy(), h)
+    runs = {k: [] for k in combos}
     for _ in range(repeats):
-        runs['alone'].append(per_frame(own_clf))
-        runs['alone_shared'].append(per_frame(shared_clf))
-        runs['both_own'].append(per_frame(own_clf, own_det))
-        runs['both_shared'].append(per_frame(shared_clf, shared_det))
+        times = {k: [] for k in combos}
+        for i, frame in enumerate(frames):
+            for k in names[i % 4 :] + names[: i % 4]:
+                shared.forget()
+                f = frame.copy()
+                t0 = time.perf_counter()
+                for step in combos[k]:
+                    step(f, h)
+                times[k].append((time.perf_counter() - t0) * 1000)
+        for k, v in times.items():
+            runs[k].append(statistics.median(v))
     return runs
 
 
