@@ -75,9 +75,10 @@ def run(entries, duration: float = 0.0, args=None, ready: threading.Event | None
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
-    from cnn_perception.runtime import limit_blas_threads
+    from cnn_perception.runtime import keep_heap_small, limit_blas_threads
 
     limit_blas_threads()
+    keep_heap_small()
     rclpy.init(args=args)
     nodes = []
     try:

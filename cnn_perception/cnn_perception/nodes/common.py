@@ -170,9 +170,10 @@ def run_node(node_cls, prog: str, args=None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
-    from cnn_perception.runtime import limit_blas_threads
+    from cnn_perception.runtime import keep_heap_small, limit_blas_threads
 
     limit_blas_threads()
+    keep_heap_small()
     rclpy.init(args=args)
     node = None
     try:
