@@ -71,14 +71,20 @@ def make_executor():
     return SingleThreadedExecutor()
 
 
-def run(entries, duration: float = 0.0, args=None, ready: threading.Event | None = None) -> int:
+def run(
+    entries,
+    duration: float = 0.0,
+    args=None,
+    ready: threading.Event | None = None,
+    trim_heap: bool = False,
+) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
     from cnn_perception.runtime import keep_heap_small, limit_blas_threads
 
     limit_blas_threads()
-    keep_heap_small()
+    keep_heap_small(trim_heap)
     rclpy.init(args=args)
     nodes = []
     try:
@@ -137,7 +143,7 @@ def run_from_args(args) -> int:
         raise UserError(str(exc)) from exc
     if not entries[0].params_file.is_file():
         raise UserError(f'{entries[0].params_file}: no such parameters file')
-    return run(entries, args.duration)
+    return run(entries, args.duration, trim_heap=args.platform in platforms.TRIM_HEAP)
 
 
 def main(argv=None) -> int:

@@ -13,6 +13,9 @@ from pathlib import Path
 from cnn_perception.contract import CAMERA_IMAGE, IMAGE_INPUT, NAMESPACE, split_compressed
 
 PLATFORMS = ('desktop', 'jetson', 'pi')
+# Platforms whose node processes hand freed heap pages back every second
+# (runtime.keep_heap_small): memory over speed, for the Pi's 450 MB budget.
+TRIM_HEAP = ('pi',)
 DEFAULT_NAMESPACE = NAMESPACE
 IMAGE_TOPIC = CAMERA_IMAGE.name
 

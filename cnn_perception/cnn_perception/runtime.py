@@ -25,7 +25,7 @@ def limit_blas_threads() -> None:
         pass
 
 
-def keep_heap_small(period_s: float = 1.0) -> bool:
+def keep_heap_small(wanted: bool = True, period_s: float = 1.0) -> bool:
     """Hand the heap's free pages back to the system every `period_s`; True if started.
 
     ONNX Runtime without its arena (make_session) allocates each run's tensors anew, and
@@ -34,12 +34,19 @@ def keep_heap_small(period_s: float = 1.0) -> bool:
     holding its own. The Pi configuration's peak RSS read 394-448 MB across runs so,
     348 with `malloc_trim` every second (428 without, same run). Fixing glibc's mmap
     threshold instead (1 or 4 MiB: 340-360 MB) made every run map and unmap its tensors:
-    the classifier pipeline fell from 92-126 to 65-81 results/s; trimming cost nothing
-    measurable (100-111 vs 88-105, interleaved). Not glibc: nothing to do.
+    the classifier pipeline fell from 92-126 to 65-81 results/s. The trim costs speed
+    too where frames come fast: pipeline / whole frame 0.77 and 0.74 in two `make bench`
+    runs with it, 0.92 without it right after; so only the Pi's processes trim
+    (platforms.TRIM_HEAP), where the camera runs at 5 frames/s and memory is the limit.
+    `wanted` is the platform's choice; CNN_PERCEPTION_TRIM_HEAP=1 / 0 overrides it. Not
+    glibc: nothing is started.
     """
     import ctypes
     import ctypes.util
 
+    env = os.environ.get('CNN_PERCEPTION_TRIM_HEAP', '')
+    if not (env == '1' if env in ('0', '1') else wanted):
+        return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
         trim = libc.malloc_trim

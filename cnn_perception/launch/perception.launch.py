@@ -31,6 +31,8 @@ def _nodes(context):
         arg('image_topic') or None,
     )
     sim = {'use_sim_time': arg('use_sim_time') in TRUE}
+    # the one-process pipeline decides from --platform; separate node processes are told
+    trim = '1' if arg('platform') in platforms.TRIM_HEAP else '0'
     if arg('single_process') in TRUE and entries:
         # All nodes under one executor (`pipeline`): frames pass between them without
         # DDS (intra.py) and one interpreter and runtime are loaded instead of four.
@@ -59,6 +61,7 @@ def _nodes(context):
             parameters=[str(e.params_file), {**e.overrides, **sim}],
             remappings=list(e.remappings.items()),
             arguments=['--ros-args', '--log-level', arg('log_level')],
+            additional_env={'CNN_PERCEPTION_TRIM_HEAP': trim},
             output='screen',
             emulate_tty=True,
         )

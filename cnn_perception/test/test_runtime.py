@@ -143,7 +143,7 @@ def rss_mb():
         if line.startswith('VmRSS:'):
             return int(line.split()[1]) / 1024
 
-took = keep_heap_small(0.2) if sys.argv[1] == 'trimmed' else None
+took = keep_heap_small(True, 0.2) if sys.argv[1] == 'trimmed' else None
 # glibc raises its mmap threshold to the size of a freed mmapped block: an 8 MiB
 # buffer once freed, 1.5 MiB buffers come from the heap afterwards
 big = np.ones(1 << 20); del big

@@ -173,7 +173,7 @@ def run_node(node_cls, prog: str, args=None) -> int:
     from cnn_perception.runtime import keep_heap_small, limit_blas_threads
 
     limit_blas_threads()
-    keep_heap_small()
+    keep_heap_small(False)  # CNN_PERCEPTION_TRIM_HEAP=1 (pi.launch.py) turns it on
     rclpy.init(args=args)
     node = None
     try:

@@ -145,7 +145,9 @@ class Results(list):
 
 
 @contextlib.contextmanager
-def pipeline_and_probe(params_file: Path, run_seconds: float, nodes: str | None = None):
+def pipeline_and_probe(
+    params_file: Path, run_seconds: float, nodes: str | None = None, platform: str | None = None
+):
     """`run` in its own OS process, a probe node here counting its classifications.
 
     Yields (process, probe node, executor, results) where results collects
@@ -168,6 +170,8 @@ def pipeline_and_probe(params_file: Path, run_seconds: float, nodes: str | None 
     ]
     if nodes:
         cmd += ['--nodes', nodes]
+    if platform:
+        cmd += ['--platform', platform]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ctx = rclpy.context.Context()
     rclpy.init(context=ctx)
@@ -205,6 +209,7 @@ def pipeline_run(
     watch_images: bool = False,
     extra: dict | None = None,
     params_file: Path | None = None,
+    platform: str | None = None,
 ) -> dict:
     """Start `run` in its own process, measure from a probe in this one."""
     import psutil
@@ -215,7 +220,7 @@ def pipeline_run(
         pfile = params_file or params_file_for(
             Path(tmp), backend, camera_fps, width, height, backend == 'onnxruntime', extra
         )
-        with pipeline_and_probe(pfile, seconds + 90, nodes) as (proc, node, ex, got):
+        with pipeline_and_probe(pfile, seconds + 90, nodes, platform) as (proc, node, ex, got):
             if watch_images:  # make the image-producing nodes do their work
                 for t in contract.OUTPUT_IMAGES:
                     node.create_subscription(
@@ -309,7 +314,7 @@ def pi_path(seconds: float, log=print) -> dict:
         fps = params['/**/camera']['ros__parameters']['fps']
         r = pipeline_run(
             'camera,classifier,defects,features', 'onnxruntime', fps, seconds,
-            watch_images=True, params_file=pfile,
+            watch_images=True, params_file=pfile, platform='pi',
         )  # fmt: skip
     return {'rss_mb': r['rss_mb'], 'torch_loaded': r['torch_loaded'], 'fps': r['fps']}
 
