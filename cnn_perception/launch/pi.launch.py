@@ -1,7 +1,7 @@
 """cnn_perception on a Raspberry Pi: perception.launch.py with config/pi.yaml, one process.
 
 All nodes in one process (`single_process:=true`): frames pass between the nodes without
-DDS and a single interpreter and ONNX Runtime are loaded (docs/benchmarks.md: 397-427 MB
+DDS and a single interpreter and ONNX Runtime are loaded (docs/benchmarks.md: 343-348 MB
 peak for all four nodes with the INT8 classifier).
 """
 
