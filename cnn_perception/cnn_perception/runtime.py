@@ -45,7 +45,9 @@ def keep_heap_small(wanted: bool = True, period_s: float = 1.0) -> bool:
     import ctypes.util
 
     env = os.environ.get('CNN_PERCEPTION_TRIM_HEAP', '')
-    if not (env == '1' if env in ('0', '1') else wanted):
+    if env in ('0', '1'):
+        wanted = env == '1'
+    if not wanted:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')

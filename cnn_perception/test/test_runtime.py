@@ -1,5 +1,6 @@
 """rclpy-free pieces the nodes rely on: the latest-frame worker, frame checks, parameters."""
 
+import os
 import subprocess
 import sys
 import threading
@@ -113,7 +114,6 @@ def test_params_from_file_follows_ros_wildcards(tmp_path):
 
 
 def test_worker_thread_runs_at_the_niceness_asked_for_and_only_that_thread():
-    import os
 
     seen = []
     w = LatestFrameWorker(
@@ -162,8 +162,9 @@ def test_keep_heap_small_returns_freed_frame_buffers_to_the_system():
     """Without it, 90 MB of freed 1.5 MiB buffers stay in the process (the Pi's budget)."""
     kept = {}
     for mode in ('default', 'trimmed'):
+        env = {k: v for k, v in os.environ.items() if k != 'CNN_PERCEPTION_TRIM_HEAP'}
         r = subprocess.run([sys.executable, '-c', HEAP_PROBE, mode], capture_output=True,
-                           text=True, timeout=60, check=True)  # fmt: skip
+                           text=True, timeout=60, check=True, env=env)  # fmt: skip
         took, grown = r.stdout.split()
         kept[mode] = float(grown)
     assert took == 'True'

@@ -76,22 +76,24 @@ def per_frame_costs(frames, own_clf, shared_clf, own_det, shared_det, repeats: i
         'both_shared': (shared_clf, shared_det),
     }
     names = list(combos)
+
+    def ms(k, frame) -> float:
+        shared.forget()  # each combination computes its own pass
+        t0 = time.perf_counter()
+        for step in combos[k]:
+            step(frame, h)
+        return (time.perf_counter() - t0) * 1000
+
     for f in frames[:3]:  # warm-up: first calls allocate
-        for steps in combos.values():
-            shared.forget()
-            for step in steps:
-                step(f.copy(), h)
+        for k in names:
+            ms(k, f)
     runs = {k: [] for k in combos}
     for _ in range(repeats):
         times = {k: [] for k in combos}
         for i, frame in enumerate(frames):
-            for k in names[i % 4 :] + names[: i % 4]:
-                shared.forget()
-                f = frame.copy()
-                t0 = time.perf_counter()
-                for step in combos[k]:
-                    step(f, h)
-                times[k].append((time.perf_counter() - t0) * 1000)
+            turn = i % len(names)
+            for k in names[turn:] + names[:turn]:
+                times[k].append(ms(k, frame))
         for k, v in times.items():
             runs[k].append(statistics.median(v))
     return runs
