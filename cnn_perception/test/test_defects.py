@@ -96,6 +96,16 @@ def test_acceptance_on_a_surface_held_out_of_tuning(tmp_path):
     assert m['box_hit_rate'] >= 0.9 and m['false_alarm_rate'] <= 0.1, m
 
 
+def test_score_takes_a_builtin_model_as_the_node_does(brick):
+    """`--model builtin:brick`: the model the node defaults to, fitted once and cached."""
+    root = brick[0]
+    defect = sorted((root / 'test' / 'defect').glob('*stain*.png'))[0]
+    normal = sorted((root / 'test' / 'normal').glob('*.png'))[0]
+    out = cli('defects', 'score', '--model', 'builtin:brick', defect, normal, '--json')
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r['is_defect'] for r in rows] == [True, False], rows
+
+
 def test_score_json_boxes_lie_on_the_painted_defect(brick):
     root = brick[0]
     defect = sorted((root / 'test' / 'defect').glob('*stain*.png'))[0]

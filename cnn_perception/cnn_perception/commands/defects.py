@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+import sys
 
 from cnn_perception.errors import UserError
 
@@ -96,7 +97,11 @@ def add_parser(sub) -> None:
 
 
 def _use_args(q) -> None:
-    q.add_argument('--model', type=Path, required=True, help='.npz from `defects fit`')
+    q.add_argument(
+        '--model',
+        required=True,
+        help='.npz from `defects fit`, or builtin:brick|gravel|grass|moon (as the node takes)',
+    )
     q.add_argument('--backend', choices=('onnxruntime', 'torch'), default='onnxruntime')
     q.add_argument('--device', default='cpu')
     q.add_argument('--sensitivity', type=float, default=1.0)
@@ -187,9 +192,10 @@ def cmd_fit(args) -> int:
 
 
 def _detector(args):
-    from cnn_perception.core.defects import DefectDetector, DefectModel
+    from cnn_perception.core.defects import DefectDetector, load_defect_model
 
-    return DefectDetector(DefectModel.load(args.model), backend=args.backend, device=args.device)
+    model = load_defect_model(str(args.model), log=lambda m: print(m, file=sys.stderr))
+    return DefectDetector(model, backend=args.backend, device=args.device)
 
 
 def cmd_score(args) -> int:
