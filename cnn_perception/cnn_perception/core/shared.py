@@ -118,6 +118,7 @@ class SharedBackbone:
         self.preprocess = entry.preprocess
         self.input_size = entry.preprocess.crop
         self.needs: set[str] = set()  # what the heads read: 'logits', 'patch'
+        self._open_acts = lambda: None  # the ONNX path opens its second graph here
         if backend == 'torch':
             self.backend, self._run = self._torch(model, device)
             self.labels = entry.labels()
@@ -149,16 +150,20 @@ class SharedBackbone:
         graph_names = {'logits': 'logits', 'patch': 'patch'}
         graph_names.update({a: f'act{i}' for i, a in enumerate(self.acts)})
 
+        def open_full():
+            if not full:
+                full.append(OnnxBackend(self._onnx_file(model, self.acts)))
+            return full[0]
+
         def run(x, names):
             # ONNX Runtime computes only what the requested outputs need: with the
             # classifier alone in the process, the patch features' pooling is skipped
             if all(n in LEAN for n in names):
                 return lean.session.run(list(names), {lean._input: x})
-            if not full:
-                path = self._onnx_file(model, self.acts)
-                full.append(OnnxBackend(path))
-            return full[0].session.run([graph_names[n] for n in names], {full[0]._input: x})
+            f = open_full()
+            return f.session.run([graph_names[n] for n in names], {f._input: x})
 
+        self._open_acts = open_full
         return lean, run
 
     def _torch(self, model: str, device: str):
@@ -268,6 +273,14 @@ class SharedBackbone:
         finally:
             with self._lock:
                 self._busy.pop(key).set()
+
+    def open_acts(self) -> None:
+        """Open the graph with the activations now, for a head that will read them.
+
+        At start-up rather than on the first frame someone watches: opening it took long
+        enough there that a defect detector sharing the pass dropped that frame.
+        """
+        self._open_acts()
 
     def forget(self) -> None:
         """Empty the cache of recent frames (benchmarks: each measurement computes its pass)."""

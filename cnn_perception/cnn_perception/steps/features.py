@@ -63,6 +63,7 @@ class FeatureStep:
             from cnn_perception.core.shared import SharedBackbone
 
             self.shared = SharedBackbone.for_node(p['model'], p, ('logits',))
+            self.shared.open_acts()
         self.model = (
             None
             if self.shared
