@@ -134,10 +134,10 @@ class SharedBackbone:
         self.requests = 0  # heads served
 
     def _onnx(self, model: str):
-        """Open the lean graph (logits, patch features); the one with activations on demand.
+        """Open the lean graph (logits, patch features); the one with activations later.
 
-        The graph with the feature maps' activations too is opened when a head first asks
-        for them.
+        The graph with the feature maps' activations too is opened by `open_acts` (the
+        feature-map head, at start-up) or when a head first asks for them.
 
         Activations taken out as graph outputs stop ONNX Runtime fusing the stem's
         convolution with its batch norm: the graph with them ran 1.07-1.10x the
