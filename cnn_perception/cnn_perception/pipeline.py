@@ -109,6 +109,12 @@ def run(
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
+    except Exception:
+        # ^C shuts the context down during a callback, which then fails on its
+        # publishers (RCLError, "context is invalid"): a shutdown, not an error.
+        if rclpy.ok():
+            raise
+        return 0
     finally:
         for node in nodes:
             node.destroy_node()

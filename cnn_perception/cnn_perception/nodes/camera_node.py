@@ -129,6 +129,15 @@ class CameraNode(Node):
         self.backoff = min(self.backoff * 2, BACKOFF_MAX)
 
     def _tick(self) -> None:
+        try:
+            self._send_frame()
+        except Exception:
+            # ^C shuts the context down, possibly while a frame is being sent: the
+            # publishers then fail ("context is invalid"). A shutdown, not an error.
+            if self.context.ok():
+                raise
+
+    def _send_frame(self) -> None:
         if self.ended:
             return
         if self.wait_for and self.image_pub.get_subscription_count() < self.wait_for:

@@ -184,6 +184,11 @@ def run_node(node_cls, prog: str, args=None) -> int:
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # ^C shuts the context down between callbacks or during one: a callback then
+        # fails on its publishers (RCLError, "context is invalid"). That is a shutdown.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()
