@@ -1,7 +1,8 @@
 """One backbone pass per frame for the heads that share it (shared_backbone: true)."""
 
 from cnn_perception_msgs.msg import Classification, DetectionArray
-from conftest import run_cli, stop_process
+from conftest import diag_value, run_cli, stop_process
+from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from photos import COFFEE_LABELS, coffee
 from std_msgs.msg import Header
@@ -50,6 +51,41 @@ def test_heads_share_one_pass_per_frame_with_their_own_answers():
     # the defect features: those of the detector's own pass over the same centre crop
     feats_own = FeatureExtractor(**SHARED_GEOMETRY)(img)
     assert np.abs(feats_own - SharedFeatures(sb)(img)).max() < 1e-3
+
+
+def test_the_classifier_hands_its_frames_to_the_heads_that_follow_it():
+    """A follower's frame comes with its pass done, even after the cache moved on."""
+    from cnn_perception.core.shared import SharedBackbone
+
+    sb = SharedBackbone.get()
+    got, elsewhere = [], []
+
+    def take(tag, rgb):
+        got.append((tag, rgb))
+
+    sb.follow('/cam/image', take)
+    sb.follow('/other/image', lambda tag, rgb: elsewhere.append(tag))
+    try:
+        assert not sb.leading('/cam/image', 1.0), 'no leader yet: followers take the topic'
+        img = coffee()
+        sb.run(img)  # the leader's step
+        before = sb.passes
+        sb.hand_over('/cam/image', 'header 1', img)
+        assert [t for t, _ in got] == ['header 1'] and got[0][1] is img
+        assert elsewhere == [], 'only the followers of the same image stream'
+        assert sb.leading('/cam/image', 1.0) and not sb.leading('/other/image', 1.0)
+        rng = np.random.default_rng(0)
+        for _ in range(5):  # the leader goes on; the cache keeps 4 frames
+            sb.run(rng.integers(0, 255, (120, 160, 3), np.uint8))
+        passes = sb.passes
+        sb.run(img.copy())  # the follower, woken late: its frame's pass is kept
+        assert sb.passes == passes and passes == before + 5
+        sb.unfollow(take)
+        sb.hand_over('/cam/image', 'header 2', img)
+        assert len(got) == 1
+    finally:
+        sb.unfollow(take)
+        sb._followers.clear()
 
 
 def test_the_shared_pass_on_onnxruntime_never_imports_torch():
@@ -146,10 +182,23 @@ def test_a_pipeline_with_a_shared_backbone_answers_every_head(probe, tmp_path):
     for key in ('/**/classifier', '/**/defect_detector', '/**/feature_map'):
         doc[key]['ros__parameters']['shared_backbone'] = True
     params.write_text(yaml.safe_dump(doc))
+    diags = probe.listen(DiagnosticArray, '/diagnostics')
     pipe = run_cli('run', '--params-file', str(params), '--duration', '120')
     try:
         assert probe.spin_until(lambda: len(clf) >= 5 and len(det) >= 3, 90), ''.join(pipe.lines)
+
+        def defects(key):
+            return int(diag_value(diags, '/defect_detector', key) or 0)
+
+        # the defect detector takes the frames the classifier has computed the pass of
+        probe.spin_until(lambda: defects('processed') >= 3, 30)
+        tail = ''.join(pipe.lines)[-3000:]
+        assert defects('frames_from_shared_pass') >= defects('processed') > 0, tail
     finally:
         log = stop_process(pipe)
     assert 'Traceback' not in log
     assert all(m.results for _, m in clf)
+    stamps = {contract.stamp_ns(m.header) for _, m in clf}
+    assert all(contract.stamp_ns(m.header) in stamps for _, m in det[1:]), (
+        'each defect result is for a frame the classifier processed'
+    )

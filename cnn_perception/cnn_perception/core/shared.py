@@ -7,6 +7,13 @@ class logits, the defect detector's patch features (stage 2, 3x3 averaged) and t
 mosaic / CAM activations, and keeps the last few frames' outputs keyed by the frame's
 content, so whichever head asks second gets them for free.
 
+Which head asks first matters on a busy CPU: a head that runs a few times a second, handed
+the camera's newest frame, would compute that frame's pass itself (the classifier is still
+on an older one, and goes on to a newer one), so most of its frames cost a whole pass. So
+the classifier leads: after each frame it hands the frame over (`hand_over`) to the heads
+that follow it on the same image stream (`follow`), and those take their frames from it
+while it keeps handing them over (`leading`), from the topic otherwise.
+
 The shared geometry is the classifier's own input (short side to 256, centre square of
 224 for EfficientNet-Lite0): the classifier's answers and the feature maps are exactly
 those of their own passes, and the defect detector scores that centre square with a
@@ -20,8 +27,11 @@ It runs on ONNX Runtime (CPU) or on torch (CUDA, fp16: the Jetson), as the heads
 """
 
 from collections import OrderedDict
+from collections.abc import Callable
 import hashlib
 import threading
+import time
+from typing import Any
 
 import numpy as np
 
@@ -132,6 +142,9 @@ class SharedBackbone:
         self._lock = threading.Lock()
         self.passes = 0  # network calls actually made
         self.requests = 0  # heads served
+        self._followers: list[tuple[str, Callable[[Any, np.ndarray], None]]] = []
+        self._handed: tuple[bytes, dict] | None = None  # the last frame handed over
+        self._handed_at: dict[str, float] = {}  # stream -> monotonic time
 
     def _onnx(self, model: str):
         """Open the lean graph (logits, patch features); the one with activations later.
@@ -244,14 +257,13 @@ class SharedBackbone:
         """
         names = [n for n in LEAN if n in self.needs or not self.needs]
         names += self.acts if acts else []
-        key = hashlib.blake2b(
-            np.ascontiguousarray(rgb[::7, ::7]).tobytes() + bytes(str(rgb.shape), 'ascii'),
-            digest_size=16,
-        ).digest()
+        key = self._key(rgb)
         while True:
             with self._lock:
                 self.requests += 1
                 hit = self._cache.get(key)
+                if hit is None and self._handed is not None and self._handed[0] == key:
+                    hit = self._cache[key] = self._handed[1]
                 if hit is not None and all(n in hit for n in names):
                     self._cache.move_to_end(key)
                     return hit
@@ -274,6 +286,44 @@ class SharedBackbone:
             with self._lock:
                 self._busy.pop(key).set()
 
+    @staticmethod
+    def _key(rgb: np.ndarray) -> bytes:
+        return hashlib.blake2b(
+            np.ascontiguousarray(rgb[::7, ::7]).tobytes() + bytes(str(rgb.shape), 'ascii'),
+            digest_size=16,
+        ).digest()
+
+    def follow(self, stream: str, take: Callable[[Any, np.ndarray], None]) -> None:
+        """`take(tag, rgb)` gets every frame of `stream` a leading head hands over."""
+        with self._lock:
+            self._followers.append((stream, take))
+
+    def unfollow(self, take: Callable[[Any, np.ndarray], None]) -> None:
+        with self._lock:
+            self._followers = [(s, t) for s, t in self._followers if t != take]
+
+    def hand_over(self, stream: str, tag: Any, rgb: np.ndarray) -> None:
+        """Pass `rgb` of `stream`, just processed by a leading head, on to its followers.
+
+        Called on the leader's thread right after its step; `take` must be quick (the
+        followers' latest-frame workers only keep the frame). The frame's outputs are
+        kept beside the cache until the next hand-over, so that a follower that wakes
+        late still finds them.
+        """
+        key = self._key(rgb)
+        with self._lock:
+            result = self._cache.get(key)
+            if result is not None:
+                self._handed = (key, result)
+            self._handed_at[stream] = time.monotonic()
+            takers = [t for s, t in self._followers if s == stream]
+        for take in takers:
+            take(tag, rgb)
+
+    def leading(self, stream: str, within_s: float) -> bool:
+        """Whether a leading head handed over a frame of `stream` in the last `within_s`."""
+        return time.monotonic() - self._handed_at.get(stream, -1e18) <= within_s
+
     def open_acts(self) -> None:
         """Open the graph with the activations now, for a head that will read them.
 
@@ -286,6 +336,7 @@ class SharedBackbone:
         """Empty the cache of recent frames (benchmarks: each measurement computes its pass)."""
         with self._lock:
             self._cache.clear()
+            self._handed = None
 
     @property
     def centre_crop(self) -> float:

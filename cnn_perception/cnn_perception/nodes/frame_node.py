@@ -102,6 +102,17 @@ class FrameNode(Node):
             self.hub.subscribe(self._on_local_frame)
         self.skipped_unwatched = 0
         self.duplicates_skipped = 0
+        # One backbone pass shared in this process (core/shared.py): the classifier leads,
+        # handing each frame it processed to the other heads on the same stream, whose
+        # pass is then already computed; they take the topic's frames only while it
+        # does not (absent, throttled, on another stream, stopped).
+        self.stream = sub.topic_name
+        shared = getattr(self.step, 'shared_pass', None)
+        self.leads = shared if shared is not None and self.step.leads_shared_pass else None
+        self.follows = shared if shared is not None and not self.step.leads_shared_pass else None
+        self.led_frames = 0
+        if self.follows is not None:
+            self.follows.follow(self.stream, self._on_led_frame)
         self.diag.set(OK, f'{self.step.describe}: waiting for images on {topic}')
 
     def _start_annotations(self, step_cls) -> None:
@@ -159,7 +170,16 @@ class FrameNode(Node):
     def _on_local_frame(self, header, rgb) -> None:
         self._submit((header, rgb))
 
-    def _submit(self, item) -> None:
+    def _on_led_frame(self, header, rgb) -> None:
+        self.led_frames += 1
+        self._submit((header, rgb), led=True)
+
+    def _submit(self, item, led: bool = False) -> None:
+        if not led and self.follows is not None:
+            # The leader's frames come at its rate; a follower wanting more than it
+            # delivers takes the topic's frames after two of its own periods without one.
+            if self.follows.leading(self.stream, max(0.25, 2 * self.worker.min_period)):
+                return
         # A step for people only (feature maps) costs nothing while nobody looks.
         if self.step.needs_watchers and not self.watched():
             self.skipped_unwatched += 1
@@ -184,6 +204,8 @@ class FrameNode(Node):
             else:
                 self._last_images = now
         out = self.step(rgb, header, want)
+        if self.leads is not None:
+            self.leads.hand_over(self.stream, header, rgb)
         for topic, msg in out.messages:
             self.pubs[topic].publish(msg)
             if topic in self.annotators:
@@ -199,6 +221,8 @@ class FrameNode(Node):
     def report_failure(self, exc: Exception) -> None:
         from cnn_perception.io.images import ImageError
 
+        if not self.context.ok():  # shutting down: the frame in flight lost its publishers
+            return
         if isinstance(exc, ImageError):
             self.diag.count('bad_frames')
             self.diag.set(WARN, f'bad image skipped: {exc}')
@@ -222,6 +246,7 @@ class FrameNode(Node):
             processed=self.worker.processed + 1,
             dropped=self.worker.dropped,
             skipped_unwatched=self.skipped_unwatched,
+            frames_from_shared_pass=self.led_frames,
             duplicates_skipped=self.duplicates_skipped,
             **values,
         )
@@ -229,6 +254,8 @@ class FrameNode(Node):
     def destroy_node(self) -> None:
         if getattr(self, 'hub', None) is not None:
             self.hub.unsubscribe(self._on_local_frame)
+        if getattr(self, 'follows', None) is not None:
+            self.follows.unfollow(self._on_led_frame)
         if getattr(self, 'worker', None) is not None:
             self.worker.stop()
         super().destroy_node()

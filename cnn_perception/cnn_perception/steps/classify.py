@@ -69,15 +69,20 @@ class ClassifierStep:
     PARAMS = PARAMS
     outputs = (contract.CLASSIFICATION, contract.CLASSIFIER_OVERLAY)
     needs_watchers = False
+    # Every frame it processes goes through the shared pass: the other heads on the same
+    # stream take their frames from it (core/shared.py, `hand_over`).
+    leads_shared_pass = True
 
     def __init__(self, p: dict, log=print):
         self.top_k, self.threshold = p['top_k'], float(p['score_threshold'])
         self.precision = p['precision']
+        self.shared_pass = None
         if p['shared_backbone']:
             from cnn_perception.core.classifier import SharedClassifier
             from cnn_perception.core.shared import SharedBackbone
 
-            self.clf = SharedClassifier(SharedBackbone.for_node(p['model'], p, ('logits',)))
+            self.shared_pass = SharedBackbone.for_node(p['model'], p, ('logits',))
+            self.clf = SharedClassifier(self.shared_pass)
             if self.precision == 'int8':
                 log('precision int8 is not used with shared_backbone: the shared pass is fp32')
             self.precision = 'fp32, shared backbone pass'

@@ -98,12 +98,13 @@ class DefectStep:
     PARAMS = PARAMS
     outputs = (contract.DETECTIONS, contract.DEFECT_EVENTS, contract.HEATMAP)
     needs_watchers = False
+    leads_shared_pass = False
 
     def __init__(self, p: dict, log=print):
         self.sensitivity, self.min_area, self.tile = p['sensitivity'], p['min_area'], p['tile']
         # A built-in model is fitted on the shared pass's centre crop when sharing
         model = load_defect_model(p['model'], log=log, shared=p['shared_backbone'])
-        extractor = None
+        extractor = self.shared_pass = None
         if p['shared_backbone']:
             from cnn_perception.core.shared import SharedBackbone, SharedFeatures
 
@@ -111,6 +112,7 @@ class DefectStep:
             if shared.matches_defect_model(model):
                 shared.needs.add('patch')  # else the pass need not compute them
                 extractor = SharedFeatures(shared)
+                self.shared_pass = shared
             else:
                 log(f"{p['model']}: fitted on another view than the shared pass (stage 2 of "
                     f"the classifier's {shared.input_size} px centre crop: `defects fit "

@@ -53,6 +53,7 @@ class FeatureStep:
     PARAMS = PARAMS
     outputs = (contract.MOSAIC, contract.CAM)
     needs_watchers = True
+    leads_shared_pass = False
 
     def __init__(self, p: dict, log=print):
         if p['cam_method'] == 'gradcam' and p['backend'] != 'torch':
@@ -64,6 +65,7 @@ class FeatureStep:
 
             self.shared = SharedBackbone.for_node(p['model'], p, ('logits',))
             self.shared.open_acts()
+        self.shared_pass = self.shared
         self.model = (
             None
             if self.shared
