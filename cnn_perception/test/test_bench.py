@@ -18,6 +18,7 @@ KEYS = [
     ('pipeline', 'latency_ms', 'p99'),
     ('all_nodes', 'classifier_fps'),
     ('all_nodes', 'ratio_to_solo'),
+    ('all_nodes', 'solo_fps'),
     ('all_nodes', 'defect_fps'),
     ('all_nodes', 'defect_max_rate_hz'),
     ('rss_mb', 'classifier_torch'),
@@ -70,6 +71,8 @@ def test_bench_json_has_every_figure(tmp_path):
     # the model alone measured before and after each pipeline run, the mean the reference
     assert all(len(r['model_frame_fps_before_after']) == 2 for r in out['repeats'])
     assert out['all_nodes']['defect_fps'] > 0, 'the defect detector ran beside the classifier'
+    # all four nodes and the classifier alone took turns in the same minute
+    assert all(r['solo_beside_all_nodes_fps'] > 0 for r in out['repeats'])
     assert md.startswith('# Benchmarks') and '<!-- /bench -->' in md
 
 

@@ -151,15 +151,15 @@ def shared(log=print, seconds: float = 10.0) -> dict:
         'inspected_share_640x480': (nw * sx) * (nh * sy) / (640 * 480),
         'frames': len(frames),
     }
-    from cnn_perception.tools.bench import model_only, pipeline_run
+    from cnn_perception.tools.bench import model_only, pipeline_runs_sliced
 
-    log('shared: pipeline, classifier alone vs all four nodes sharing one pass ...')
+    log('shared: pipeline, classifier alone vs all four nodes sharing one pass (1 s turns) ...')
     ort = model_only('onnxruntime', 224, seconds / 2)
     cam = max(30.0, 1.25 * ort['frame_fps'])
-    solo = pipeline_run('camera,classifier', 'onnxruntime', cam, seconds)
     everyone = {'shared_backbone': True}
-    full = pipeline_run(
-        'camera,classifier,defects,features', 'onnxruntime', cam, seconds, watch_images=True,
+    solo, full = pipeline_runs_sliced(
+        [('camera,classifier', False), ('camera,classifier,defects,features', True)],
+        'onnxruntime', cam, seconds,
         extra={'/**/classifier': everyone, '/**/feature_map': everyone,
                '/**/defect_detector': {**everyone, 'max_rate_hz': 0.0}},
     )  # fmt: skip
