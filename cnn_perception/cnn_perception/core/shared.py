@@ -310,6 +310,8 @@ class SharedBackbone:
         kept beside the cache until the next hand-over, so that a follower that wakes
         late still finds them.
         """
+        if not any(s == stream for s, _ in self._followers):
+            return  # the classifier alone: nothing to hash
         key = self._key(rgb)
         with self._lock:
             result = self._cache.get(key)

@@ -7,8 +7,9 @@ Absolute times on a shared 2-core machine are noise; ratios are not.
 2. the pipeline: camera (`test:` source, faster than the model) -> classifier node ->
    a probe in another OS process over DDS: results/s delivered and end-to-end latency
    (image stamp -> result received) under that overload;
-3. with all four nodes running: the classifier's results/s against its solo figure, the
-   two pipelines taking turns of a second in the same minute (`pipeline_runs_sliced`);
+3. with all four nodes running: the classifier's results/s against its solo figure;
+   2 and 3 and the whole frame without ROS take turns of a second in the same minute
+   (`sliced_runs`), repeated;
 4. peak RSS of the pipeline process: classifier alone / all nodes, with torch loaded and
    on the ONNX Runtime-only path (cached .onnx files, torch never imported);
 5. growth: model alone at 160/224/320 input, pipeline at 640x480 and 1280x720 frames.
@@ -34,38 +35,67 @@ def percentile(values, q) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float('nan')
 
 
+def _bench_photo() -> np.ndarray:
+    from skimage import data
+
+    return data.chelsea()
+
+
 def model_only(
     backend: str, size: int, seconds: float, model: str = 'efficientnet_lite0', frame=(480, 640)
 ) -> dict:
-    from skimage import data
+    """One backend alone: the network call, then the whole frame (`models_alone`)."""
+    return models_alone((backend,), size, seconds, model, frame)[backend]
 
+
+def models_alone(
+    backends, size: int, seconds: float, model: str = 'efficientnet_lite0', frame=(480, 640)
+) -> dict:
+    """Time each backend's network call alone and a whole frame without ROS.
+
+    The whole frame as the node does it: preprocessing (resize, crop, normalise),
+    network, softmax/top-k. Several backends take turns in blocks of about a second, so
+    that their ratio does not see the machine's speed drift (sequential 10 s runs read
+    ONNX Runtime / torch 2.5x and 3.3x an hour apart); the first calls of each block,
+    after the other backend's thread pool, are not counted.
+    """
     from cnn_perception.core.classifier import load_classifier
 
-    clf = load_classifier(model, backend=backend, input_size=size)
-    rgb = np.ascontiguousarray(np.resize(data.chelsea(), (*frame, 3)).astype(np.uint8))
-    clf.warm_up(3)
-
-    def timed(fn, arg, budget):
-        times = []
-        t_end = time.perf_counter() + budget
-        while time.perf_counter() < t_end or len(times) < 5:
-            t0 = time.perf_counter()
-            fn(arg)
-            times.append((time.perf_counter() - t0) * 1000)
-        return times
-
-    # The network call alone (model throughput), then a whole frame as the node does it
-    # without ROS: preprocessing (resize, crop, normalise) + network + softmax/top-k.
-    net = timed(clf.backend.run, clf.preprocess(rgb), seconds / 2)
-    frame = timed(clf.predict, rgb, seconds / 2)
-    return {
-        'fps': 1000.0 / statistics.mean(net),
-        'p50_ms': percentile(net, 50),
-        'p99_ms': percentile(net, 99),
-        'frame_fps': 1000.0 / statistics.mean(frame),
-        'frame_p50_ms': percentile(frame, 50),
-        'runs': len(net) + len(frame),
-    }
+    rgb = np.ascontiguousarray(np.resize(_bench_photo(), (*frame, 3)).astype(np.uint8))
+    clfs = {b: load_classifier(model, backend=b, input_size=size) for b in backends}
+    calls = {}
+    for b, clf in clfs.items():
+        clf.warm_up(3)
+        x = clf.preprocess(rgb)
+        calls[b] = {'net': (clf.backend.run, x), 'frame': (clf.predict, rgb)}
+    times = {b: {'net': [], 'frame': []} for b in backends}
+    spent = {b: {'net': 0.0, 'frame': 0.0} for b in backends}
+    block = min(1.0, seconds / 4)
+    while min(t for per in spent.values() for t in per.values()) < seconds / 2:
+        for b in backends:
+            for kind in ('net', 'frame'):
+                fn, arg = calls[b][kind]
+                for _ in range(2):  # the other pool's threads may still be spinning
+                    fn(arg)
+                t_end = time.perf_counter() + block
+                while time.perf_counter() < t_end:
+                    t0 = time.perf_counter()
+                    fn(arg)
+                    dt = time.perf_counter() - t0
+                    times[b][kind].append(dt * 1000)
+                    spent[b][kind] += dt
+    out = {}
+    for b in backends:
+        net, whole = times[b]['net'], times[b]['frame']
+        out[b] = {
+            'fps': 1000.0 / statistics.mean(net),
+            'p50_ms': percentile(net, 50),
+            'p99_ms': percentile(net, 99),
+            'frame_fps': 1000.0 / statistics.mean(whole),
+            'frame_p50_ms': percentile(whole, 50),
+            'runs': len(net) + len(whole),
+        }
+    return out
 
 
 def defect_cost(
@@ -221,18 +251,27 @@ def _watch_images(node) -> None:
         node.create_subscription(Image, t.full(), lambda m: None, qos_profile_sensor_data)
 
 
-def _wait_for_results(procs, nodes: str) -> None:
-    """Spin until every probe got a classification (start-up), then 2 s more (transients)."""
+def _wait_for_results(probes, others=()) -> None:
+    """Spin until every probe got a classification (start-up), then 2 s more (transients).
+
+    `others`: (process, probe or None, results) of `sliced_runs`, waited for too.
+    """
     deadline = time.monotonic() + 120
-    while not all(got for _, _, _, got in procs) and time.monotonic() < deadline:
-        if any(proc.poll() is not None for proc, *_ in procs):
+    procs = [p[0] for p in probes] + [e[0] for e in others]
+    started = [p[3] for p in probes] + [e[2] for e in others]
+    while not all(started) and time.monotonic() < deadline:
+        if any(proc.poll() is not None for proc in procs):
             break
-        for _, _, ex, _ in procs:
-            ex.spin_once(timeout_sec=0.1 / len(procs))
+        for _, _, ex, _ in probes:
+            ex.spin_once(timeout_sec=0.1 / len(probes))
+        if not probes:
+            time.sleep(0.1)
     t_warm = time.monotonic() + 2.0
     while time.monotonic() < t_warm:
-        for _, _, ex, _ in procs:
-            ex.spin_once(timeout_sec=0.05 / len(procs))
+        for _, _, ex, _ in probes:
+            ex.spin_once(timeout_sec=0.05 / len(probes))
+        if not probes:
+            time.sleep(0.05)
 
 
 def _rss_mb(pid: int) -> float:
@@ -288,7 +327,7 @@ def pipeline_run(
             proc, node, ex, got = probe
             if watch_images:
                 _watch_images(node)
-            _wait_for_results([probe], nodes)
+            _wait_for_results([probe])
             start, n_defects = len(got), len(got.defects)
             t0 = time.monotonic()
             while time.monotonic() - t0 < seconds:
@@ -300,7 +339,62 @@ def pipeline_run(
     return _summary(nodes, window, defects, elapsed, rss, proc.log)
 
 
-def pipeline_runs_sliced(
+MODEL_ALONE = 'model alone'  # an entry of `sliced_runs`: the whole-frame loop, no ROS
+
+
+def model_loop(backend: str, size: int, model: str) -> None:
+    """`Classifier.predict` on a 640x480 frame forever, one line per frame: its ms.
+
+    The whole frame without ROS (`model_only`'s frame figure), in a process of its own
+    for `sliced_runs`.
+    """
+    from cnn_perception.core.classifier import load_classifier
+
+    clf = load_classifier(model, backend=backend, input_size=size)
+    rgb = np.ascontiguousarray(np.resize(_bench_photo(), (480, 640, 3)).astype(np.uint8))
+    clf.warm_up(3)
+    while True:
+        t0 = time.perf_counter()
+        clf.predict(rgb)
+        print(f'{(time.perf_counter() - t0) * 1000:.3f}', flush=True)
+
+
+@contextlib.contextmanager
+def _model_loop_process(backend: str, size: int, model: str):
+    """Yield (process, per-frame ms as they come): `model_loop` in its own process."""
+    import threading
+
+    code = (
+        'from cnn_perception.tools.bench import model_loop; '
+        f'model_loop({backend!r}, {size}, {model!r})'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, '-c', code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    ms: list[float] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            try:
+                ms.append(float(line))
+            except ValueError:  # a library's stray output line
+                pass
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        yield proc, ms
+    finally:
+        proc.kill()
+        proc.log = proc.communicate(timeout=60)[1] or ''
+        reader.join(5)
+
+
+def sliced_runs(
     runs: list[tuple[str, bool]],
     backend: str,
     camera_fps: float,
@@ -308,6 +402,8 @@ def pipeline_runs_sliced(
     slice_s: float = 1.0,
     settle_s: float = 0.3,
     extra: dict | None = None,
+    model: str = 'efficientnet_lite0',
+    size: int = 224,
 ) -> list[dict]:
     """Measure several pipelines in the same minute: (nodes, watch images) each.
 
@@ -317,8 +413,9 @@ def pipeline_runs_sliced(
     the frame it was stopped in). Ratios between them do not see this machine's speed
     drifting by tens of percent within a minute, which sequential 10 s runs did
     (all four nodes / classifier alone: 0.67-0.98 for the same code, read in one hour).
-    Returns `pipeline_run`'s figures per pipeline, RSS the peak of the whole run; `extra`
-    as in `params_file_for`, for all of them.
+    `nodes` MODEL_ALONE takes turns as the whole frame without ROS (`model_loop`).
+    Returns `pipeline_run`'s figures per pipeline, RSS the peak of the whole run, and
+    for the model `frame_fps`, `frame_p50_ms`; `extra` as in `params_file_for`.
     """
     import signal
 
@@ -327,8 +424,12 @@ def pipeline_runs_sliced(
         pfile = params_file_for(
             Path(tmp), backend, camera_fps, 640, 480, backend == 'onnxruntime', extra
         )
-        probes = []
+        entries = []  # (process, probe or None, results list)
         for i, (nodes, watch) in enumerate(runs):
+            if nodes == MODEL_ALONE:
+                proc, ms = stack.enter_context(_model_loop_process(backend, size, model))
+                entries.append((proc, None, ms))
+                continue
             probe = stack.enter_context(
                 pipeline_and_probe(
                     pfile, len(runs) * seconds * 2 + 150, nodes, domain_id=(base + 1 + i) % 100
@@ -336,29 +437,35 @@ def pipeline_runs_sliced(
             )
             if watch:
                 _watch_images(probe[1])
-            probes.append(probe)
-        pids = [proc.pid for proc, *_ in probes]
+            entries.append((probe[0], probe, probe[3]))
+        pids = [proc.pid for proc, _, _ in entries]
 
         def spin(k: int, until: float) -> None:
+            probe = entries[k][1]
             while time.monotonic() < until:
-                probes[k][2].spin_once(timeout_sec=0.01)
+                if probe is None:
+                    time.sleep(min(0.05, max(0.0, until - time.monotonic())))
+                else:
+                    probe[2].spin_once(timeout_sec=0.01)
 
         windows: list[list] = [[] for _ in runs]
         try:
-            _wait_for_results(probes, ' / '.join(n for n, _ in runs))
+            _wait_for_results([e[1] for e in entries if e[1] is not None], entries)
             for pid in pids:
                 os.kill(pid, signal.SIGSTOP)
             turn = 0
-            while min(sum(w[3] for w in ws) if ws else 0.0 for ws in windows) < seconds:
+            while min(sum(w[3] for w in ws) for ws in windows) < seconds:
                 k = turn % len(runs)
-                if probes[k][0].poll() is not None:
+                proc, _, got = entries[k]
+                if proc.poll() is not None:
                     break
                 os.kill(pids[k], signal.SIGCONT)
                 spin(k, time.monotonic() + settle_s)
-                got = probes[k][3]
-                n0, d0, t0 = len(got), len(got.defects), time.monotonic()
+                d0 = len(getattr(got, 'defects', ()))
+                n0, t0 = len(got), time.monotonic()
                 spin(k, t0 + slice_s)
-                windows[k].append((n0, len(got), len(got.defects) - d0, time.monotonic() - t0))
+                n1, t1 = len(got), time.monotonic()
+                windows[k].append((n0, n1, len(getattr(got, 'defects', ())) - d0, t1 - t0))
                 os.kill(pids[k], signal.SIGSTOP)
                 turn += 1
         finally:
@@ -369,11 +476,19 @@ def pipeline_runs_sliced(
                     pass
         rss = [_rss_mb(pid) for pid in pids]
     out = []
-    for (nodes, _), (proc, _, _, got), ws, peak in zip(runs, probes, windows, rss, strict=True):
+    for (nodes, _), (proc, _, got), ws, peak in zip(runs, entries, windows, rss, strict=True):
         window = [r for a, b, _, _ in ws for r in got[a:b]]
-        summary = _summary(
-            nodes, window, sum(w[2] for w in ws), sum(w[3] for w in ws), peak, proc.log
-        )
+        if nodes == MODEL_ALONE:
+            if not window:
+                raise RuntimeError('bench: the model loop gave no frames:\n' + proc.log[-3000:])
+            summary = {
+                'frame_fps': len(window) / sum(w[3] for w in ws),
+                'frame_p50_ms': percentile(window, 50),
+            }
+        else:
+            summary = _summary(
+                nodes, window, sum(w[2] for w in ws), sum(w[3] for w in ws), peak, proc.log
+            )
         summary['slice_fps'] = [(b - a) / t for a, b, _, t in ws]
         out.append(summary)
     return out
@@ -478,9 +593,8 @@ def run_bench(
             'repeats': repeats,
         },
     }
-    for b in backends:
-        log(f'bench: model alone, {b} ...')
-        res['model'][b] = model_only(b, size, seconds, model)
+    log(f'bench: model alone, {" and ".join(backends)} taking turns ...')
+    res['model'].update(models_alone(tuple(backends), size, seconds, model))
     ort = res['model']['onnxruntime']
     res['model']['onnxruntime_vs_torch'] = (
         ort['fps'] / res['model']['torch']['fps'] if 'torch' in res['model'] else None
@@ -494,9 +608,11 @@ def run_bench(
     res['one_process'] = one_process_cost()
     cam_fps = max(30.0, overload * ort['frame_fps'])
     # The ROS-side ratios swing from run to run, and the machine's own speed drifts by
-    # 10-20% within a minute: each is measured `repeats` times, with the model alone
-    # measured right before and right after each pipeline run (their mean is the
-    # reference), and reported as median and min..max.
+    # tens of percent within a minute: the whole frame without ROS, the classifier
+    # pipeline and all four nodes take 1 s turns in the same minute (`sliced_runs`), and
+    # that is repeated `repeats` times, reported as median and min..max. (Sequential
+    # 10 s runs, the model alone measured before and after each pipeline, read 0.56..0.86
+    # for the pipeline ratio and 0.67..0.98 for the four nodes' within an hour.)
     from cnn_perception.params import params_from_file
     from cnn_perception.platforms import params_file
     from cnn_perception.steps import node_params, step_class
@@ -505,36 +621,34 @@ def run_bench(
     desktop = params_from_file(params_file('desktop'), 'defect_detector', defect_params)
     defect_hz, shared = desktop['max_rate_hz'], desktop['shared_backbone']
     runs = []
-    after = None
     for i in range(repeats):
-        log(f'bench: repeat {i + 1}/{repeats}: model alone, classifier pipeline, all nodes ...')
-        before = ort if i == 0 else after
-        solo = pipeline_run('camera,classifier', 'onnxruntime', cam_fps, seconds)
-        after = model_only('onnxruntime', size, seconds, model)
-        ref_fps = (before['frame_fps'] + after['frame_fps']) / 2
-        ref_p50 = (before['frame_p50_ms'] + after['frame_p50_ms']) / 2
-        # All four nodes against the classifier alone in the same minute, taking turns
-        # (`pipeline_runs_sliced`): as sequential runs, this ratio swung by 0.3.
-        pair, full = pipeline_runs_sliced(
-            [('camera,classifier', False), ('camera,classifier,defects,features', True)],
-            'onnxruntime', cam_fps, seconds,
+        log(f'bench: repeat {i + 1}/{repeats}: model alone, classifier pipeline, all nodes, '
+            'taking 1 s turns ...')  # fmt: skip
+        alone, solo, full = sliced_runs(
+            [(MODEL_ALONE, False), ('camera,classifier', False),
+             ('camera,classifier,defects,features', True)],
+            'onnxruntime', cam_fps, seconds, model=model, size=size,
         )  # fmt: skip
-        ratio, all_over = solo['fps'] / ref_fps, full['fps'] / pair['fps']
+        ref_fps, ref_p50 = alone['frame_fps'], alone['frame_p50_ms']
+        ratio, all_over = solo['fps'] / ref_fps, full['fps'] / solo['fps']
         runs.append(
             {
                 'model_frame_fps': ref_fps,
                 'model_frame_p50_ms': ref_p50,
-                'model_frame_fps_before_after': [before['frame_fps'], after['frame_fps']],
                 'pipeline_fps': solo['fps'],
                 'ratio': ratio,
                 'p99_ms': solo['latency_ms']['p99'],
                 'p99_ok': solo['latency_ms']['p99'] <= 3 * ref_p50,
                 'all_nodes_fps': full['fps'],
-                'solo_beside_all_nodes_fps': pair['fps'],
                 'all_over_solo': all_over,
                 'ratio_ok': ratio >= 0.85,
                 'all_ok': all_over >= 0.8,
                 'all_nodes_defect_fps': full['defect_fps'],
+                'slice_fps': {
+                    'model_frame': alone['slice_fps'],
+                    'pipeline': solo['slice_fps'],
+                    'all_nodes': full['slice_fps'],
+                },
                 'solo': solo,
                 'full': full,
             }
@@ -557,7 +671,7 @@ def run_bench(
     res['all_nodes'] = {
         'classifier_fps': full['fps'],
         'ratio_to_solo': mid_all['all_over_solo'],
-        'solo_fps': mid_all['solo_beside_all_nodes_fps'],
+        'solo_fps': mid_all['pipeline_fps'],
         'latency_ms': full['latency_ms'],
         'defect_fps': full['defect_fps'],
         'defect_max_rate_hz': defect_hz,

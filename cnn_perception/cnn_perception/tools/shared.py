@@ -151,13 +151,13 @@ def shared(log=print, seconds: float = 10.0) -> dict:
         'inspected_share_640x480': (nw * sx) * (nh * sy) / (640 * 480),
         'frames': len(frames),
     }
-    from cnn_perception.tools.bench import model_only, pipeline_runs_sliced
+    from cnn_perception.tools.bench import model_only, sliced_runs
 
     log('shared: pipeline, classifier alone vs all four nodes sharing one pass (1 s turns) ...')
     ort = model_only('onnxruntime', 224, seconds / 2)
     cam = max(30.0, 1.25 * ort['frame_fps'])
     everyone = {'shared_backbone': True}
-    solo, full = pipeline_runs_sliced(
+    solo, full = sliced_runs(
         [('camera,classifier', False), ('camera,classifier,defects,features', True)],
         'onnxruntime', cam, seconds,
         extra={'/**/classifier': everyone, '/**/feature_map': everyone,
