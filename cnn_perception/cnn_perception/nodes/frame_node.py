@@ -1,10 +1,13 @@
 """FrameNode: what every frame-processing node is (a step behind a ROS interface)."""
 
+from collections import deque
+import threading
 import time
 
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
+from cnn_perception import contract
 from cnn_perception.contract import IMAGE_INPUT, compressed_topic, message_class
 from cnn_perception.intra import FrameHub
 from cnn_perception.nodes.common import (
@@ -104,13 +107,18 @@ class FrameNode(Node):
         self.duplicates_skipped = 0
         # One backbone pass shared in this process (core/shared.py): the classifier leads,
         # handing each frame it processed to the other heads on the same stream, whose
-        # pass is then already computed; they take the topic's frames only while it
-        # does not (absent, throttled, on another stream, stopped).
+        # pass is then already computed. That is for the in-process camera's frames: the
+        # followers leave them to the leader while it hands them over (not when it is
+        # absent, throttled, on another stream). Frames from DDS (a bag, another
+        # process) every node takes as they come, as before: a bad one is seen and
+        # counted by each. A frame comes once: whichever way first (stamp and array).
         self.stream = sub.topic_name
         shared = getattr(self.step, 'shared_pass', None)
         self.leads = shared if shared is not None and self.step.leads_shared_pass else None
         self.follows = shared if shared is not None and not self.step.leads_shared_pass else None
         self.led_frames = 0
+        self._taken: deque[tuple[int, int]] = deque(maxlen=32)
+        self._taken_lock = threading.Lock()
         if self.follows is not None:
             self.follows.follow(self.stream, self._on_led_frame)
         self.diag.set(OK, f'{self.step.describe}: waiting for images on {topic}')
@@ -168,18 +176,30 @@ class FrameNode(Node):
         self._submit(raw)
 
     def _on_local_frame(self, header, rgb) -> None:
+        if self.follows is not None:
+            # The leader's frames come at its rate; a follower wanting more than it
+            # delivers takes the camera's after two of its own periods without one.
+            if self.follows.leading(self.stream, max(0.25, 2 * self.worker.min_period)):
+                return
+            if not self._take(header, rgb):
+                return
         self._submit((header, rgb))
 
     def _on_led_frame(self, header, rgb) -> None:
-        self.led_frames += 1
-        self._submit((header, rgb), led=True)
+        if self._take(header, rgb):
+            self.led_frames += 1
+            self._submit((header, rgb))
 
-    def _submit(self, item, led: bool = False) -> None:
-        if not led and self.follows is not None:
-            # The leader's frames come at its rate; a follower wanting more than it
-            # delivers takes the topic's frames after two of its own periods without one.
-            if self.follows.leading(self.stream, max(0.25, 2 * self.worker.min_period)):
-                return
+    def _take(self, header, rgb) -> bool:
+        """Whether a follower takes this frame: not if it came the other way already."""
+        key = (contract.stamp_ns(header), id(rgb))  # the camera's array, shared in-process
+        with self._taken_lock:
+            if key in self._taken:
+                return False
+            self._taken.append(key)
+            return True
+
+    def _submit(self, item) -> None:
         # A step for people only (feature maps) costs nothing while nobody looks.
         if self.step.needs_watchers and not self.watched():
             self.skipped_unwatched += 1
@@ -204,7 +224,7 @@ class FrameNode(Node):
             else:
                 self._last_images = now
         out = self.step(rgb, header, want)
-        if self.leads is not None:
+        if self.leads is not None and isinstance(item, tuple):  # in-process frames only
             self.leads.hand_over(self.stream, header, rgb)
         for topic, msg in out.messages:
             self.pubs[topic].publish(msg)
