@@ -59,16 +59,15 @@ class FeatureStep:
         if p['cam_method'] == 'gradcam' and p['backend'] != 'torch':
             raise UserError('feature_map: cam_method gradcam needs backend torch')
         layers = [name for name in p['layers'] if name] or None
-        self.shared = None
+        self.shared_pass = None
         if p['shared_backbone'] and layers is None and p['cam_method'] == 'eigencam':
             from cnn_perception.core.shared import SharedBackbone
 
-            self.shared = SharedBackbone.for_node(p['model'], p, ('logits',))
-            self.shared.open_acts()
-        self.shared_pass = self.shared
+            self.shared_pass = SharedBackbone.for_node(p['model'], p, ('logits',))
+            self.shared_pass.open_acts()
         self.model = (
             None
-            if self.shared
+            if self.shared_pass
             else fm.FeatureMapModel(
                 p['model'], layers, p['backend'], p['device'], num_threads=p['num_threads']
             )
@@ -85,11 +84,11 @@ class FeatureStep:
         out = StepOutput()
         if not want:
             return out
-        if self.shared is not None:  # from the pass the heads share
-            res = self.shared.run(rgb, acts=True)
+        if self.shared_pass is not None:  # from the pass the heads share
+            res = self.shared_pass.run(rgb, acts=True)
             logits, acts = res['logits'], res
-            layers, cam_layer = self.shared.feature_layers, self.shared.cam_layer
-            labels = self.shared.labels
+            layers, cam_layer = self.shared_pass.feature_layers, self.shared_pass.cam_layer
+            labels = self.shared_pass.labels
         else:
             logits, acts = self.model.run(rgb)
             layers, cam_layer = self.model.layers, self.model.cam_layer
@@ -107,7 +106,7 @@ class FeatureStep:
                 else fm.eigen_cam(acts[cam_layer])
             )
             h, w = rgb.shape[:2]
-            preprocess = (self.shared or self.model).preprocess  # the same centre crop
+            preprocess = (self.shared_pass or self.model).preprocess  # the same centre crop
             full = fm.cam_to_source(cam, preprocess, h, w)
             label = labels[top] if labels else str(top)
             overlay = draw_label_panel(fm.cam_overlay(rgb, full), [f'{label} ({self.cam_method})'])

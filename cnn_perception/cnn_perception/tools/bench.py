@@ -251,27 +251,27 @@ def _watch_images(node) -> None:
         node.create_subscription(Image, t.full(), lambda m: None, qos_profile_sensor_data)
 
 
-def _wait_for_results(probes, others=()) -> None:
-    """Spin until every probe got a classification (start-up), then 2 s more (transients).
+def _wait_for_results(entries) -> None:
+    """Wait until every process gave a result (start-up), then 2 s more (transients).
 
-    `others`: (process, probe or None, results) of `sliced_runs`, waited for too.
+    `entries`: (process, probe or None, results list); probes are spun meanwhile.
     """
-    deadline = time.monotonic() + 120
-    procs = [p[0] for p in probes] + [e[0] for e in others]
-    started = [p[3] for p in probes] + [e[2] for e in others]
-    while not all(started) and time.monotonic() < deadline:
-        if any(proc.poll() is not None for proc in procs):
-            break
+    probes = [probe for _, probe, _ in entries if probe is not None]
+
+    def spin(seconds: float) -> None:
         for _, _, ex, _ in probes:
-            ex.spin_once(timeout_sec=0.1 / len(probes))
+            ex.spin_once(timeout_sec=seconds / len(probes))
         if not probes:
-            time.sleep(0.1)
+            time.sleep(seconds)
+
+    deadline = time.monotonic() + 120
+    while not all(got for _, _, got in entries) and time.monotonic() < deadline:
+        if any(proc.poll() is not None for proc, _, _ in entries):
+            break
+        spin(0.1)
     t_warm = time.monotonic() + 2.0
     while time.monotonic() < t_warm:
-        for _, _, ex, _ in probes:
-            ex.spin_once(timeout_sec=0.05 / len(probes))
-        if not probes:
-            time.sleep(0.05)
+        spin(0.05)
 
 
 def _rss_mb(pid: int) -> float:
@@ -327,7 +327,7 @@ def pipeline_run(
             proc, node, ex, got = probe
             if watch_images:
                 _watch_images(node)
-            _wait_for_results([probe])
+            _wait_for_results([(proc, probe, got)])
             start, n_defects = len(got), len(got.defects)
             t0 = time.monotonic()
             while time.monotonic() - t0 < seconds:
@@ -450,7 +450,7 @@ def sliced_runs(
 
         windows: list[list] = [[] for _ in runs]
         try:
-            _wait_for_results([e[1] for e in entries if e[1] is not None], entries)
+            _wait_for_results(entries)
             for pid in pids:
                 os.kill(pid, signal.SIGSTOP)
             # A first round is not counted: each process's first turn read 30-55% low
