@@ -45,6 +45,7 @@ class ReportResult:
     detect_ms: float = 0.0  # median per frame, defect scoring
     tracking_ms: float = 0.0  # median per frame, tracks + geotags + events
     settings: dict = field(default_factory=dict)
+    quirks: list[str] = field(default_factory=list)  # what was unusual in the bag
 
 
 def _iso(ns: int) -> str:
@@ -109,6 +110,7 @@ def run(
             res.frames += 1
         if header is not None:
             step.finish(header)
+        res.quirks = reader.notes()
     if res.frames == 0:
         raise UserError(f'{bag}: not one frame of {res.image_topic} could be read')
     res.detect_ms, res.tracking_ms = float(np.median(detect)), float(np.median(track))
@@ -261,7 +263,14 @@ def _html(res: ReportResult, bag: Path) -> str:
         f'<h2>Flight path</h2><img alt="flight path with defects" src="{flight_plot(res)}">'
         f'<h2>Defects</h2><div class="cards">{"".join(cards) or "<p>No defect found.</p>"}'
         f'</div><h2>Settings</h2><table>{settings}</table>'
-        f'<p class="sub">Defect scoring {res.detect_ms:.1f} ms per frame (median), tracking '
+        + (
+            '<h2>About the bag</h2><ul>'
+            + ''.join(f'<li>{esc(q)}</li>' for q in res.quirks)
+            + '</ul>'
+            if res.quirks
+            else ''
+        )
+        + f'<p class="sub">Defect scoring {res.detect_ms:.1f} ms per frame (median), tracking '
         f'and geotags {res.tracking_ms:.2f} ms. Written by cnn_perception report; '
         'defects.geojson and defects.csv beside this file hold the same list.</p>'
         '</body></html>\n'

@@ -29,6 +29,7 @@ class ProcessReport:
     counts: dict[str, int] = field(default_factory=dict)  # written per topic
     interrupted: str = ''  # signal or storage error that ended the run early
     image_topic: str = ''
+    quirks: list[str] = field(default_factory=list)  # what was unusual in the input bag
 
     def summary(self, bag_out: Path) -> str:
         lines = [
@@ -39,6 +40,7 @@ class ProcessReport:
         lines += [f'  skipped {s}' for s in self.skipped[:20]]
         lines += [f'  ... and {len(self.skipped) - 20} more'] if len(self.skipped) > 20 else []
         lines += [f'  failed {s}' for s in self.failed[:20]]
+        lines += [f'  note: {q}' for q in self.quirks]
         lines += [f'  {t}: {n}' for t, n in sorted(self.counts.items())]
         return '\n'.join(lines)
 
@@ -196,6 +198,7 @@ def process(
     finally:
         bar.close()
         writer.close()
+        report.quirks = reader.notes()
         reader.close()
     log(report.summary(bag_out))
     if report.frames == 0 and report.interrupted != 'signal':

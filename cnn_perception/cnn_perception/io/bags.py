@@ -7,11 +7,16 @@ the ROS 2 Jazzy standard types plus this project's messages, parsed from the
 `cnn_perception_msgs` .msg files themselves (installed share dir, or the source tree).
 """
 
+from contextlib import ExitStack
 from functools import lru_cache
 import os
 from pathlib import Path
+from typing import Any
 
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from cnn_perception.errors import BagError
+from cnn_perception.io.bag_layout import ZSTD_MAGIC
 
 MSGS_PACKAGE = 'cnn_perception_msgs'
 
@@ -57,46 +62,119 @@ def norm_topic(topic: str) -> str:
 
 
 class BagReader:
-    """A rosbag2 directory (MCAP or sqlite3, any metadata version) or a ROS 1 `.bag`.
+    """Any camera bag a user brings, behind one API.
 
-    One API over both: `connections` (topic, msgtype, msgcount), `messages()` yielding
-    (connection, bag time ns, raw bytes), `to_cdr` (what DDS and rosbag2 carry) and
-    `deserialize`. rosbag2 messages are read with this project's type store (ROS 2 Jazzy
-    plus cnn_perception_msgs), so a bag without type definitions (Foxy's metadata
-    version 1) reads too; ROS 1 bags carry their definitions and are read with them.
+    Opens a rosbag2 directory (MCAP or sqlite3, any metadata version, rosbag2's zstd
+    compression in `file` or `message` mode), a lone `.mcap` / `.db3` piece or a folder of
+    them without `metadata.yaml` (pieces read in time order; a missing piece of a split
+    named in `quirks`, the rest read), and a ROS 1 `.bag` (see `bag_layout.find_layout`).
+
+    `connections` (topic, msgtype, msgcount; one per topic and type over all pieces, type
+    names as ROS 2 spells them: `sensor_msgs/Image` of the first ROS 2 releases becomes
+    `sensor_msgs/msg/Image`), `messages()` yielding (connection, bag time ns, raw CDR,
+    decompressed), `to_cdr` (what DDS and rosbag2 carry) and `deserialize`. rosbag2
+    messages are read with this project's type store (ROS 2 Jazzy plus
+    cnn_perception_msgs), so bags without type definitions read too; ROS 1 bags carry
+    their definitions and are read with them. `quirks` lists what was unusual.
     """
 
     def __init__(self, path: str | Path):
-        from cnn_perception.errors import BagError
+        from cnn_perception.io.bag_layout import find_layout
 
         self.path = Path(path)
-        self.ros1 = self.path.suffix == '.bag' and self.path.is_file()
-        if not self.ros1 and not (self.path / 'metadata.yaml').is_file():
-            hint = ''
-            if self.path.is_file() and (self.path.parent / 'metadata.yaml').is_file():
-                hint = f'; pass the bag directory {self.path.parent}'
-            raise BagError(
-                f'{self.path}: not a rosbag2 directory (no metadata.yaml) nor a ROS 1 .bag '
-                f'file{hint}'
-            )
+        self.layout = find_layout(self.path)
+        self.ros1 = self.layout.kind == 'ros1'
+        self.quirks = list(self.layout.quirks)
+        self.missing_stamps = 0  # image frames whose header stamp was 0
+        self.compression = ''  # 'zstd (file)' / 'zstd (message)' when rosbag2 compressed it
+        self._stack = ExitStack()
         try:
-            if self.ros1:
-                from rosbags.highlevel import AnyReader
-
-                self.reader = AnyReader([self.path])
-            else:
-                from rosbags.rosbag2 import Reader
-
-                self.reader = Reader(self.path)
-            self.reader.open()
-        except Exception as exc:  # rosbags raises ReaderError and storage-specific errors
+            self._sources = self._open_sources()
+        except BaseException as exc:
+            self._stack.close()
+            if isinstance(exc, BagError):
+                raise
+            if not isinstance(exc, Exception):
+                raise
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise BagError(f'{self.path}: cannot open bag ({first[:200]})') from exc
-        self.store = self.reader.typestore if self.ros1 else typestore()
+        self._merge_connections()
+        self.store = self._sources[0].reader.typestore if self.ros1 else typestore()
 
-    @property
-    def connections(self):
-        return self.reader.connections
+    def _open_sources(self) -> list['_Source']:
+        if self.ros1:
+            from rosbags.highlevel import AnyReader
+
+            reader = AnyReader([self.path])
+            reader.open()
+            self._stack.callback(reader.close)
+            return [_Source(reader, False)]
+        from rosbags.rosbag2 import Reader
+
+        if self.layout.kind == 'rosbag2':  # rosbags reads metadata and compression itself
+            reader = Reader(self.path)
+            reader.open()
+            self._stack.callback(reader.close)
+            if reader.compression_mode:
+                self.compression = f'{reader.compression_format} ({reader.compression_mode})'
+            return [_Source(reader, False)]
+        meta = self.layout.metadata or {}
+        mode = str(meta.get('compression_mode', '') or '').lower()
+        sources = []
+        for piece in self.layout.pieces:
+            if piece.name.endswith('.zstd'):
+                piece = self._decompressed(piece)
+            reader = Reader(piece)
+            reader.open()
+            self._stack.callback(reader.close)
+            sources.append(_Source(reader, True))
+        if mode == 'message':
+            self.compression = 'zstd (message)'
+        elif any(s.compressed_messages() for s in sources):
+            self.compression = 'zstd (message)'
+            self.quirks.append('zstd-compressed messages without metadata: found in the payload')
+        if self.layout.file_compressed:
+            self.compression = 'zstd (file)'
+        return sources
+
+    def _decompressed(self, piece: Path) -> Path:
+        """Decompress a `.zstd` piece to a temporary file, streaming (never whole in memory)."""
+        import shutil
+        from tempfile import TemporaryDirectory
+
+        if not hasattr(self, '_tmp'):
+            self._tmp = self._stack.enter_context(TemporaryDirectory(prefix='cnn_bag_'))
+        out = Path(self._tmp) / piece.name.removesuffix('.zstd')
+        with piece.open('rb') as raw, zstd_module().open(raw, 'rb') as src, out.open('wb') as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        return out
+
+    def _merge_connections(self) -> None:
+        """One connection per (topic, type) over every piece, type names normalised."""
+        merged: dict[tuple[str, str], Any] = {}
+        renamed = set()
+        for src in self._sources:
+            for c in src.reader.connections:
+                msgtype = ros2_type_name(c.msgtype)
+                if msgtype != c.msgtype:
+                    renamed.add(c.msgtype)
+                key = (c.topic, msgtype)
+                if key not in merged:
+                    merged[key] = c._replace(id=len(merged) + 1, msgtype=msgtype, msgcount=0)
+                m = merged[key]
+                merged[key] = m._replace(msgcount=m.msgcount + c.msgcount)
+                src.to_merged[c.id] = merged[key].id
+        if renamed:
+            self.quirks.append(
+                f'type names without /msg/ ({", ".join(sorted(renamed))}): read as ROS 2 names'
+            )
+        self.connections = list(merged.values())
+        self.message_count = sum(c.msgcount for c in self.connections)
+        starts = [s.reader.start_time for s in self._sources if _count(s.reader)]
+        ends = [s.reader.end_time for s in self._sources if _count(s.reader)]
+        self.start_time = min(starts) if starts else 0
+        self.end_time = max(ends) if ends else 0
+        self.duration = self.end_time - self.start_time
 
     def image_connections(self, topic: str | None = None) -> list:
         """Return the connections of image topic `topic`, or of the bag's only image topic.
@@ -104,8 +182,6 @@ class BagReader:
         With no topic given, a bag with several image topics fails in one line that lists
         them; so does a topic the bag does not have.
         """
-        from cnn_perception.errors import BagError
-
         images = {}
         for c in self.connections:
             if c.msgtype in IMAGE_TYPES:
@@ -132,15 +208,27 @@ class BagReader:
         return conns
 
     def messages(self, connections=None):
-        if connections is not None and not connections:
-            return iter(())  # none asked for (rosbags would read them all)
-        return self.reader.messages(connections=connections or self.connections)
+        """Yield (connection, bag time ns, raw bytes) in time order over every piece."""
+        import heapq
+
+        by_id = {c.id: c for c in self.connections}
+        wanted = {c.id for c in (self.connections if connections is None else connections)}
+        streams = []
+        for src in self._sources:
+            mine = [c for c in src.reader.connections if src.to_merged.get(c.id) in wanted]
+            if mine:
+                streams.append(src.messages(mine, by_id))
+        if len(streams) == 1:
+            return streams[0]
+        return heapq.merge(*streams, key=lambda item: item[1])
 
     def frames(self, connections, on_bad):
         """Yield (conn, stamp, raw, message, RGB) of every image message that decodes.
 
         The others go to `on_bad(where, why)` ('/topic at <bag ns>', the reason) and are
-        skipped: one bad message never ends a read.
+        skipped: one bad message never ends a read. A frame whose header stamp is 0 (early
+        ROS 2 drivers) gets its record time instead, so results keep the frames' order and
+        the tracker its timing; `missing_stamps` counts them.
         """
         from cnn_perception.io.images import ImageError
 
@@ -150,7 +238,19 @@ class BagReader:
             except ImageError as exc:
                 on_bad(f'{norm_topic(conn.topic)} at {stamp}', str(exc))
                 continue
+            if not msg.header.stamp.sec and not msg.header.stamp.nanosec:
+                msg = _with_stamp(msg, stamp)
+                serialize = self.store.serialize_ros1 if self.ros1 else self.store.serialize_cdr
+                raw = serialize(msg, conn.msgtype)
+                self.missing_stamps += 1
             yield conn, stamp, raw, msg, rgb
+
+    def notes(self) -> list[str]:
+        """List what was unusual in the bag, for the summaries and reports a user reads."""
+        stamps = self.missing_stamps
+        return self.quirks + (
+            [f'{stamps} frame(s) had header stamp 0: their record time was used'] if stamps else []
+        )
 
     def to_cdr(self, raw, msgtype: str) -> bytes:
         """CDR bytes of a message as stored; ROS 1 messages become their ROS 2 type.
@@ -163,8 +263,6 @@ class BagReader:
             return bytes(raw)
         ros2 = typestore()
         if msgtype not in ros2.types:
-            from cnn_perception.errors import BagError
-
             raise BagError(f'{msgtype} has no ROS 2 equivalent in this environment')
         msg = _as_ros2(self.deserialize(raw, msgtype), msgtype, ros2)
         return bytes(ros2.serialize_cdr(msg, msgtype))
@@ -174,18 +272,61 @@ class BagReader:
             return self.store.deserialize_ros1(bytes(raw), msgtype)
         return self.store.deserialize_cdr(bytes(raw), msgtype)
 
-    def __getattr__(self, name: str):
-        # message_count, start_time, end_time, duration: the reader's own
-        return getattr(self.reader, name)
-
     def close(self) -> None:
-        self.reader.close()
+        self._stack.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _Source:
+    """One opened reader (a rosbag2 directory, one piece, a ROS 1 bag) and its id map."""
+
+    def __init__(self, reader, may_compress: bool):
+        self.reader = reader
+        self.may_compress = may_compress  # a piece read alone: rosbags leaves zstd as is
+        self.to_merged: dict[int, int] = {}
+
+    def messages(self, conns, by_id):
+        unzstd = zstd_module().decompress if self.may_compress else None
+        for c, stamp, raw in self.reader.messages(connections=conns):
+            if unzstd is not None and bytes(raw[:4]) == ZSTD_MAGIC:
+                raw = unzstd(raw)
+            yield by_id[self.to_merged[c.id]], stamp, raw
+
+    def compressed_messages(self) -> bool:
+        first = next(iter(self.reader.messages()), None)
+        return first is not None and bytes(first[2][:4]) == ZSTD_MAGIC
+
+
+def _count(reader) -> int:
+    return sum(c.msgcount for c in reader.connections)
+
+
+def zstd_module():
+    """Return the zstd module rosbags itself uses (Python 3.14's, else its backport)."""
+    try:
+        from compression import zstd
+    except ImportError:
+        from backports import zstd
+    return zstd
+
+
+def ros2_type_name(msgtype: str) -> str:
+    """'pkg/msg/Type' for the 'pkg/Type' names of the first ROS 2 releases."""
+    parts = msgtype.split('/')
+    return f'{parts[0]}/msg/{parts[1]}' if len(parts) == 2 else msgtype
+
+
+def _with_stamp(msg, ns: int):
+    """Return a copy of a stored message with its header stamp set to `ns`."""
+    from dataclasses import replace
+
+    stamp = replace(msg.header.stamp, sec=ns // 10**9, nanosec=ns % 10**9)
+    return replace(msg, header=replace(msg.header, stamp=stamp))
 
 
 def _as_ros2(obj, msgtype: str, store):
@@ -203,11 +344,6 @@ def _as_ros2(obj, msgtype: str, store):
             value = [_as_ros2(v, v.__msgtype__, store) for v in value]
         kwargs[name] = value
     return cls(**kwargs)
-
-
-def open_reader(path: str | Path) -> BagReader:
-    """Open a bag; a missing or corrupt bag raises BagError naming it."""
-    return BagReader(path)
 
 
 def decode_bag_frame(reader: BagReader, conn, raw):

@@ -2,11 +2,13 @@
 
 Without a ROS install there is no cv_bridge for ROS 2 (the package index's `cv-bridge`
 is ROS 1's and breaks on numpy 2), so this module does the conversion itself for rgb8,
-bgr8, rgba8, bgra8, mono8, mono16, yuv422 (UYVY), yuv422_yuy2 / yuyv (YUYV), 32FC1 and
-16UC1, honouring `step` (row padding) and `is_bigendian`. It works on duck-typed message
-objects (rclpy's Image or a rosbags Image), so `core` code and offline bag processing use
-it without rclpy. Every malformed message raises `ImageError` with the reason; nothing
-here ever crashes a node.
+bgr8, rgba8, bgra8, mono8, mono16, yuv422 (UYVY), yuv422_yuy2 / yuyv (YUYV), 32FC1,
+16UC1 and the Bayer mosaics of machine-vision cameras (bayer_rggb8 / bggr8 / gbrg8 /
+grbg8 and their 16-bit twins, demosaiced with OpenCV as cv_bridge does), honouring `step`
+(row padding) and `is_bigendian`. It works on duck-typed message objects (rclpy's Image
+or a rosbags Image), so `core` code and offline bag processing use it without rclpy.
+Every malformed message raises `ImageError` with the reason; nothing here ever crashes
+a node.
 """
 
 import cv2
@@ -28,6 +30,16 @@ ENCODINGS: dict[str, tuple[int, np.dtype]] = {
     'uyvy': (2, np.dtype(np.uint8)),
     'yuv422_yuy2': (2, np.dtype(np.uint8)),  # YUYV
     'yuyv': (2, np.dtype(np.uint8)),
+    **{f'bayer_{p}8': (1, np.dtype(np.uint8)) for p in ('rggb', 'bggr', 'gbrg', 'grbg')},
+    **{f'bayer_{p}16': (1, np.dtype(np.uint16)) for p in ('rggb', 'bggr', 'gbrg', 'grbg')},
+}
+# Raw Bayer mosaics demosaiced as cv_bridge does: OpenCV names a pattern by the 2x2 cell
+# starting at the second row and column, so ROS's rggb is OpenCV's BayerBG.
+BAYER_TO_RGB = {
+    'rggb': cv2.COLOR_BayerBG2RGB,
+    'bggr': cv2.COLOR_BayerRG2RGB,
+    'gbrg': cv2.COLOR_BayerGR2RGB,
+    'grbg': cv2.COLOR_BayerGB2RGB,
 }
 # Refuse frames bigger than this before touching their data (a 100000 x 100000 header
 # must not make us allocate 30 GB).
@@ -142,6 +154,9 @@ def array_to_rgb8(arr: np.ndarray, enc: str) -> np.ndarray:
         return cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_YUV2RGB_UYVY)
     if enc in ('yuv422_yuy2', 'yuyv'):
         return cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_YUV2RGB_YUYV)
+    if enc.startswith('bayer_'):
+        rgb = cv2.cvtColor(np.ascontiguousarray(arr), BAYER_TO_RGB[enc[6:10]])
+        return rgb if rgb.dtype == np.uint8 else (rgb >> 8).astype(np.uint8)
     if enc in ('mono8', '8UC1'):
         gray = arr
     elif enc in ('mono16', '16UC1'):
