@@ -1,20 +1,25 @@
 """ament_python build of cnn_perception: library, node executables, launch and config files."""
 
 from glob import glob
+from pathlib import Path
+import sys
 
 from setuptools import find_packages, setup
 
 package_name = 'cnn_perception'
 
-# Each node is both a console script (`ros2 run cnn_perception <name>`) and a module
-# the one-process `pipeline` imports.
-NODES = {
-    'camera_node': 'cnn_perception.nodes.camera_node:main',
-    'classifier_node': 'cnn_perception.nodes.classifier_node:main',
-    'defect_detector_node': 'cnn_perception.nodes.defect_detector_node:main',
-    'feature_map_node': 'cnn_perception.nodes.feature_map_node:main',
-    'pipeline': 'cnn_perception.pipeline:main',
-}
+
+def node_scripts() -> list[str]:
+    """Return one console script per node (`ros2 run cnn_perception <executable>`).
+
+    From the NodeSpecs in cnn_perception/platforms.py: pure Python, importable from the
+    source tree before anything is installed.
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from cnn_perception import platforms
+
+    return [s.console_script for s in platforms.NODES.values()]
+
 
 setup(
     name=package_name,
@@ -33,7 +38,10 @@ setup(
     description='CNN perception for drones as ROS 2 nodes.',
     license='Apache-2.0',
     entry_points={
-        'console_scripts': [f'{name} = {target}' for name, target in NODES.items()]
-        + ['cnn_perception = cnn_perception.cli:main'],
+        'console_scripts': node_scripts()
+        + [
+            'pipeline = cnn_perception.pipeline:main',
+            'cnn_perception = cnn_perception.cli:main',
+        ],
     },
 )

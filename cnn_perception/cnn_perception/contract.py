@@ -23,7 +23,7 @@ class Topic:
     name: str  # relative to the namespace unless it starts with '/'
     type: str  # ROS interface type, 'pkg/msg/Name'
     qos: str  # image_in | result | output_image | latched
-    node: str  # key in platforms.NODES of the publisher
+    node: str  # key of the publishing node (platforms.NODES)
     what: str  # one line for the docs
 
     def full(self, namespace: str = NAMESPACE) -> str:
@@ -152,26 +152,3 @@ QOS_WORDS = {
     'output_image': 'reliable, depth 1',
     'latched': 'reliable, transient local',
 }
-
-
-def topics_markdown() -> str:
-    """Return the README's topic table, made from `TOPICS` (a test keeps them equal)."""
-    from cnn_perception.platforms import NODES
-
-    exe = {key: spec.executable for key, spec in NODES.items()} | {'*': 'every node'}
-    rows = [
-        '| topic | type | QoS | published by | what |',
-        '|---|---|---|---|---|',
-    ]
-    for t in TOPICS:
-        rows.append(
-            f'| `{t.name}` | {t.type.replace("/msg/", "/")} | {QOS_WORDS[t.qos]} | '
-            f'{exe[t.node]} | {t.what} |'
-        )
-    for t in OUTPUT_IMAGES:
-        rows.append(
-            f'| `{compressed_topic(t.name)}` | sensor_msgs/CompressedImage | '
-            f'{QOS_WORDS["output_image"]} | {exe[t.node]} | JPEG twin, while '
-            'subscribed |'
-        )
-    return '\n'.join(rows)

@@ -41,8 +41,10 @@ def build_nodes(entries, context=None, log=print):
         for src, dst in entry.remappings.items():
             cli += ['-r', f'{src}:={dst}']
         overrides = [Parameter(k, value=v) for k, v in entry.overrides.items()]
+        kw = {'key': spec.key} if spec.step else {}  # FrameNode itself serves plugin steps
         nodes.append(
             cls(
+                **kw,
                 namespace=entry.namespace,
                 cli_args=cli,
                 parameter_overrides=overrides,

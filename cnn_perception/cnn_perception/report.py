@@ -26,12 +26,6 @@ import numpy as np
 
 from cnn_perception.errors import UserError
 
-POSITION_TYPES = {
-    'sensor_msgs/msg/NavSatFix': 'fix',
-    'geometry_msgs/msg/PoseStamped': 'pose',
-    'nav_msgs/msg/Odometry': 'odom',
-}
-
 
 @dataclass
 class ReportResult:
@@ -62,55 +56,38 @@ def run(
     log=print,
 ) -> ReportResult:
     """Process the bag with the defect step and tracking; returns the findings."""
-    from tqdm import tqdm
-
-    from cnn_perception import platforms
-    from cnn_perception.bagtools.process import ros_header
+    from cnn_perception.bagtools.offline import build_steps, drive
     from cnn_perception.io.bags import BagReader, norm_topic
-    from cnn_perception.params import params_from_file
-    from cnn_perception.steps import node_params
-    from cnn_perception.steps.defects import DefectStep
+    from cnn_perception.steps.inspection import POSITION_TYPES
 
-    pfile = Path(params_file) if params_file else platforms.params_file('desktop')
-    p = params_from_file(pfile, DefectStep.node, node_params(DefectStep))
-    p.update(model=defects, tracking=True)
-    res = ReportResult(settings={k: p[k] for k in (
-        'model', 'backend', 'tile', 'sensitivity', 'min_area', 'confirm_frames',
-        'end_after_frames')})  # fmt: skip
     with BagReader(bag) as reader:
         conns = reader.image_connections(image_topic)
-        res.image_topic = norm_topic(conns[0].topic)
-        step = DefectStep(p, log=log)
+        (step,) = build_steps({'defects': defects}, params_file, {'tracking': True}, log)
+        p = step.p
+        res = ReportResult(settings={k: p[k] for k in (
+            'model', 'backend', 'tile', 'sensitivity', 'min_area', 'confirm_frames',
+            'end_after_frames')})  # fmt: skip
         insp = step.inspector
         pos = [c for c in reader.connections if c.msgtype in POSITION_TYPES]
         for c in pos:
-            res.position_topics.setdefault(POSITION_TYPES[c.msgtype], norm_topic(c.topic))
+            kind = POSITION_TYPES[c.msgtype].removesuffix('_topic')
+            res.position_topics.setdefault(kind, norm_topic(c.topic))
         for conn, _, raw in reader.messages(pos):
             try:
-                m = reader.deserialize(raw, conn.msgtype)
+                insp.add_position(conn.msgtype, reader.deserialize(raw, conn.msgtype))
             except Exception:  # a bad position message is skipped like a bad frame
                 continue
-            ns = int(m.header.stamp.sec) * 10**9 + int(m.header.stamp.nanosec)
-            kind = POSITION_TYPES[conn.msgtype]
-            if kind == 'fix':
-                insp.add_fix(ns, m.latitude, m.longitude, m.altitude)
-            else:
-                p3 = m.pose.position if kind == 'pose' else m.pose.pose.position
-                insp.add_pose(ns, p3.x, p3.y, p3.z)
         detect, track = [], []
-        header = None
-        total = sum(c.msgcount for c in conns)
-        frames = reader.frames(conns, lambda where, why: res.skipped.append(f'{where}: {why}'))
-        for _, _, _, msg, rgb in tqdm(frames, total=total, unit='frame', desc='report'):
-            header = ros_header(msg.header)
-            t0 = time.perf_counter()
-            step(rgb, header)
-            detect.append((time.perf_counter() - t0) * 1000 - step.tracking_ms)
-            track.append(step.tracking_ms)
-            res.frames += 1
-        if header is not None:
-            step.finish(header)
-        res.quirks = reader.notes()
+
+        def timed(frame, outs) -> None:
+            for _, _, ms in outs:
+                if ms is not None:  # not the end-of-bag `finish`
+                    detect.append(ms - step.tracking_ms)
+                    track.append(step.tracking_ms)
+
+        run = drive(reader, conns, [step], timed, desc='report')
+    res.image_topic, res.frames, res.quirks = run.image_topic, run.frames, run.quirks
+    res.skipped = run.skipped + [f'{f} (step failed)' for f in run.failed]
     if res.frames == 0:
         raise UserError(f'{bag}: not one frame of {res.image_topic} could be read')
     res.detect_ms, res.tracking_ms = float(np.median(detect)), float(np.median(track))

@@ -3,8 +3,10 @@
 from pathlib import Path
 import re
 
+import pytest
+
 from cnn_perception import contract, platforms
-from cnn_perception.steps import STEPS, step_class
+from cnn_perception.steps import step_class
 
 README = Path(__file__).resolve().parents[2] / 'README.md'
 
@@ -13,20 +15,25 @@ def test_readme_topic_table_is_the_contract():
     text = README.read_text()
     m = re.search(r'<!-- topics -->\n(.*?)\n<!-- /topics -->', text, re.S)
     assert m, 'README lost its <!-- topics --> block'
-    assert m.group(1).strip() == contract.topics_markdown(), (
+    assert m.group(1).strip() == platforms.topics_markdown(), (
         'README topic table differs from cnn_perception/contract.py; regenerate it with '
-        "python -c 'from cnn_perception.contract import topics_markdown as t; print(t())'"
+        "python -c 'from cnn_perception.platforms import topics_markdown as t; print(t())'"
     )
 
 
 def test_every_step_output_is_a_contract_topic_of_its_node():
-    for key in STEPS:
-        cls = step_class(key)
+    for spec in platforms.frame_nodes():
+        cls = step_class(spec.key)
+        assert cls.key == spec.key and cls.section() == spec.name
         for topic in cls.outputs:
             assert topic in contract.TOPICS
-            assert topic.node == key, (key, topic)
-    assert platforms.DEFAULT_NAMESPACE == contract.NAMESPACE
-    assert platforms.IMAGE_TOPIC == contract.CAMERA_IMAGE.name
+            assert topic.node == spec.key, (spec.key, topic)
+
+
+def test_a_node_key_or_name_is_never_replaced_silently():
+    spec = platforms.NODES['classifier']
+    with pytest.raises(ValueError, match='registered already'):
+        platforms.register_node(spec)
 
 
 def test_full_names_and_compressed_twins():

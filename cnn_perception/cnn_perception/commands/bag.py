@@ -41,12 +41,7 @@ def add_parser(sub) -> None:
     q = bsub.add_parser('process', help='run the models offline on every image of a bag')
     q.add_argument('bag_in', type=Path, metavar='IN')
     q.add_argument('bag_out', type=Path, metavar='OUT')
-    q.add_argument('--classifier', action='store_true')
-    q.add_argument('--model', default=None, help='classifier model (default: the params file)')
-    q.add_argument(
-        '--defects', default=None, metavar='MODEL', help='defect model (.npz or builtin:brick)'
-    )
-    q.add_argument('--features', action='store_true')
+    add_node_flags(q)
     q.add_argument(
         '--image-topic',
         default=None,
@@ -61,6 +56,36 @@ def add_parser(sub) -> None:
     q.add_argument('--backend', choices=('onnxruntime', 'torch'), default=None)
     q.add_argument('--storage', choices=STORAGE, default='mcap')
     q.set_defaults(func=_process)
+
+
+def add_node_flags(q) -> None:
+    """One flag per node that runs offline (platforms.NODES and plugins): `--<key>`.
+
+    A node whose NodeSpec names an `offline_arg` takes an optional value for that
+    parameter (`--defects builtin:brick`, `--classifier efficientnet_lite2`); without one
+    the parameters file's value is used.
+    """
+    from cnn_perception.platforms import frame_nodes
+
+    g = q.add_argument_group('nodes (at least one)')
+    for spec in frame_nodes():
+        if not spec.offline:
+            continue
+        if spec.offline_arg:
+            g.add_argument(
+                f'--{spec.key}', nargs='?', const=True, default=None,
+                metavar=spec.offline_arg.upper(),
+                help=f'the {spec.title} (optional {spec.offline_arg}: default the params file)',
+            )  # fmt: skip
+        else:
+            g.add_argument(f'--{spec.key}', action='store_true', help=f'the {spec.title}')
+
+
+def chosen_nodes(args) -> dict:
+    """Node key -> True or its flag's value, for the flags `add_node_flags` made."""
+    from cnn_perception.platforms import frame_nodes
+
+    return {s.key: getattr(args, s.key, None) for s in frame_nodes() if s.offline}
 
 
 def _record(args) -> int:
@@ -91,12 +116,9 @@ def _process(args) -> int:
     report = process(
         args.bag_in,
         args.bag_out,
+        chosen_nodes(args),
         args.image_topic,
-        args.classifier,
-        args.defects,
-        args.features,
         args.storage,
-        args.model,
         args.backend,
         args.params_file,
     )

@@ -16,20 +16,15 @@ import yaml
 from cnn_perception import contract as c
 from cnn_perception.contract import stamp_ns
 from cnn_perception.errors import UserError
+from cnn_perception.platforms import NODES
 
 NS = c.NAMESPACE
 # What the demo records and summarises: relative topic -> which node publishes it.
 TOPICS = {
-    c.CAMERA_IMAGE.name: 'camera',
-    c.CLASSIFICATION.name: 'classifier',
-    c.LABELS.name: 'classifier',
-    c.CLASSIFIER_OVERLAY.name: 'classifier',
-    c.DETECTIONS.name: 'defect detector',
-    c.DEFECT_EVENTS.name: 'defect detector',
-    c.HEATMAP.name: 'defect detector',
-    c.MOSAIC.name: 'feature maps',
-    c.CAM.name: 'feature maps',
-}
+    t.name: NODES[t.node].title
+    for t in (c.CAMERA_IMAGE, c.CLASSIFICATION, c.LABELS, c.CLASSIFIER_OVERLAY, c.DETECTIONS,
+              c.DEFECT_EVENTS, c.HEATMAP, c.MOSAIC, c.CAM)
+}  # fmt: skip
 
 
 def add_parser(sub) -> None:

@@ -23,8 +23,7 @@ LABELS_QOS = QoSProfile(
 
 
 class ClassifierNode(FrameNode):
-    step_key = 'classifier'
-    node_name = 'classifier'
+    key = 'classifier'
     task = 'classifying'
 
     def on_start(self) -> None:

@@ -12,19 +12,16 @@ that `bag process` and `report` run. Latest frame wins.
 
 import sys
 
-from geometry_msgs.msg import PoseStamped
-from nav_msgs.msg import Odometry
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import NavSatFix
 
-from cnn_perception.contract import stamp_ns
+from cnn_perception.contract import message_class
 from cnn_perception.nodes.common import run_node
 from cnn_perception.nodes.frame_node import FrameNode
+from cnn_perception.steps.inspection import POSITION_TYPES
 
 
 class DefectDetectorNode(FrameNode):
-    step_key = 'defects'
-    node_name = 'defect_detector'
+    key = 'defects'
     task = 'defect scoring'
 
     def on_start(self) -> None:
@@ -32,19 +29,13 @@ class DefectDetectorNode(FrameNode):
         if inspector is None:
             return
         # best effort matches reliable and best-effort publishers (MAVROS: best effort)
-        topics = {
-            'fix_topic': (NavSatFix, lambda m: inspector.add_fix(
-                stamp_ns(m.header), m.latitude, m.longitude, m.altitude)),
-            'pose_topic': (PoseStamped, lambda m: inspector.add_pose(
-                stamp_ns(m.header), m.pose.position.x, m.pose.position.y, m.pose.position.z)),
-            'odom_topic': (Odometry, lambda m: inspector.add_pose(
-                stamp_ns(m.header), m.pose.pose.position.x, m.pose.pose.position.y,
-                m.pose.pose.position.z)),
-        }  # fmt: skip
-        for param, (cls, callback) in topics.items():
+        for msgtype, param in POSITION_TYPES.items():
             if self.params[param]:
                 self.create_subscription(
-                    cls, self.params[param], callback, qos_profile_sensor_data
+                    message_class(msgtype),
+                    self.params[param],
+                    lambda m, t=msgtype: inspector.add_position(t, m),
+                    qos_profile_sensor_data,
                 )
 
     def destroy_node(self) -> None:

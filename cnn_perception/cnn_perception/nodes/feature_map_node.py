@@ -13,8 +13,7 @@ from cnn_perception.nodes.frame_node import FrameNode
 
 
 class FeatureMapNode(FrameNode):
-    step_key = 'features'
-    node_name = 'feature_map'
+    key = 'features'
     task = 'feature maps'
 
     def __init__(self, **kwargs):

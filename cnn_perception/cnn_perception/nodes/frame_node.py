@@ -49,19 +49,23 @@ QOS_BY_KIND = {'image_in': IMAGE_QOS, 'result': RESULT_QOS, 'output_image': OUTP
 class FrameNode(Node):
     """A processing node: its step (`steps/`), the image subscription, publishers, health.
 
-    Subclasses name their `step_key` (steps.STEPS) and ROS node name; everything else --
-    parameters with descriptors, raw or compressed input, latest-frame-wins worker,
-    publishing the step's messages and watched output images (plus their JPEG twins),
-    diagnostics -- is the same for every node, and the step is what offline tools run.
+    A node is its `key` (a NodeSpec in platforms.NODES: its ROS name and its step); a
+    subclass sets it, or the pipeline passes it (`FrameNode(key=...)`, a plugin's node).
+    Everything else -- parameters with descriptors, raw or compressed input,
+    latest-frame-wins worker, publishing the step's messages and watched output images
+    (plus their JPEG twins), diagnostics -- is the same for every node, and the step is
+    what offline tools run.
     """
 
-    step_key = ''
-    node_name = ''
+    key = ''
     task = 'inference'
 
-    def __init__(self, **kwargs):
-        super().__init__(self.node_name, **kwargs)
-        step_cls = step_class(self.step_key)
+    def __init__(self, key: str = '', **kwargs):
+        from cnn_perception.platforms import load_plugins
+
+        self.key = key or self.key
+        super().__init__(load_plugins()[self.key].name, **kwargs)
+        step_cls = step_class(self.key)
         self.params = p = declare_params(self, node_params(step_cls))
         self.diag = Diagnostics(self)
         self.step = step_cls(p, log=self.get_logger().info)
@@ -79,7 +83,7 @@ class FrameNode(Node):
         self.add_post_set_parameters_callback(self._params_changed)
         self.monitor = FrameMonitor()
         self.worker = LatestFrameWorker(
-            self._process, self.report_failure, name=self.step_key, niceness=p['niceness']
+            self._process, self.report_failure, name=self.key, niceness=p['niceness']
         )
         self.set_max_rate(p['max_rate_hz'])
         self.set_image_rate(p['image_max_rate_hz'])

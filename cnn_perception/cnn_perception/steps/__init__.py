@@ -63,16 +63,50 @@ FRAME_PARAMS = [
     ),
 ]
 
-# node key (platforms.NODES) -> (module, class)
-STEPS = {
-    'classifier': ('cnn_perception.steps.classify', 'ClassifierStep'),
-    'defects': ('cnn_perception.steps.defects', 'DefectStep'),
-    'features': ('cnn_perception.steps.features', 'FeatureStep'),
-}
+
+class Step:
+    """What FrameNode and the offline driver rely on: a rclpy-free frame -> results step.
+
+    A subclass names its node (`key`, a NodeSpec in `platforms.NODES` or a plugin's),
+    declares its `PARAMS` (the frame parameters are added) and its `outputs` (contract
+    Topics whose `node` is its key), and implements `__call__`; the rest has defaults.
+    docs/ARCHITECTURE.md, "Add a node", is the recipe.
+    """
+
+    key = ''  # platforms.NODES key
+    PARAMS: list[Param] = []
+    outputs: tuple[Topic, ...] = ()
+    needs_watchers = False  # True: computed only while someone looks (feature maps)
+    leads_shared_pass = False  # True: hands its frames to the shared pass's followers
+    shared_pass = None  # the process's shared backbone, when the step uses it
+
+    def __init__(self, p: dict, log=print):
+        self.p, self.log = p, log
+        self.describe = self.key  # for diagnostics: what this step runs
+
+    @classmethod
+    def section(cls) -> str:
+        """Return the node's name: its section in config/*.yaml."""
+        from cnn_perception.platforms import load_plugins
+
+        return load_plugins()[cls.key].name
+
+    def set(self, name: str, value) -> None:
+        """Take a parameter changed at run time (declared `live=True`)."""
+        self.p[name] = value
+
+    def __call__(self, rgb: np.ndarray, header, want=frozenset()) -> StepOutput:
+        raise NotImplementedError
+
+    def finish(self, header) -> StepOutput:
+        """Close what spans frames (open defect tracks) at the end of a stream."""
+        return StepOutput()
 
 
-def step_class(key: str):
-    module, cls = STEPS[key]
+def step_class(key: str) -> type[Step]:
+    from cnn_perception.platforms import load_plugins
+
+    module, cls = load_plugins()[key].step.split(':')
     return getattr(importlib.import_module(module), cls)
 
 

@@ -8,7 +8,7 @@ from cnn_perception.core.draw import draw_label_panel
 from cnn_perception.core.models import DEFAULT_MODEL
 from cnn_perception.errors import UserError
 from cnn_perception.params import Param
-from cnn_perception.steps import StepOutput
+from cnn_perception.steps import Step, StepOutput
 
 PARAMS = [
     Param(
@@ -62,18 +62,18 @@ def overlay_lines(pred: Prediction, model: str) -> list[str]:
     return lines + [f'{model} {pred.inference_ms:.0f} ms']
 
 
-class ClassifierStep:
+class ClassifierStep(Step):
     """Loads the classifier once; each call classifies one RGB frame."""
 
-    node = 'classifier'
+    key = 'classifier'
     PARAMS = PARAMS
     outputs = (contract.CLASSIFICATION, contract.CLASSIFIER_OVERLAY)
-    needs_watchers = False
     # Every frame it processes goes through the shared pass: the other heads on the same
     # stream take their frames from it (core/shared.py, `hand_over`).
     leads_shared_pass = True
 
     def __init__(self, p: dict, log=print):
+        super().__init__(p, log)
         self.top_k, self.threshold = p['top_k'], float(p['score_threshold'])
         self.precision = p['precision']
         self.shared_pass = None

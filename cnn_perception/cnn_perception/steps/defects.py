@@ -12,7 +12,7 @@ from cnn_perception import contract
 from cnn_perception.core.defects import DefectDetector, DefectResult, load_defect_model
 from cnn_perception.core.draw import draw_defects
 from cnn_perception.params import Param
-from cnn_perception.steps import StepOutput
+from cnn_perception.steps import Step, StepOutput
 from cnn_perception.steps.inspection import Inspector
 
 PARAMS = [
@@ -91,16 +91,15 @@ def detections_msg(header, res: DefectResult, model: str, ids=None) -> Detection
     return msg
 
 
-class DefectStep:
+class DefectStep(Step):
     """Loads (or fits once, for builtin:) the defect model; each call scores one frame."""
 
-    node = 'defect_detector'
+    key = 'defects'
     PARAMS = PARAMS
     outputs = (contract.DETECTIONS, contract.DEFECT_EVENTS, contract.HEATMAP)
-    needs_watchers = False
-    leads_shared_pass = False
 
     def __init__(self, p: dict, log=print):
+        super().__init__(p, log)
         self.sensitivity, self.min_area, self.tile = p['sensitivity'], p['min_area'], p['tile']
         # A built-in model is fitted on the shared pass's centre crop when sharing
         model = load_defect_model(p['model'], log=log, shared=p['shared_backbone'])

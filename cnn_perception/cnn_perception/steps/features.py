@@ -8,7 +8,7 @@ from cnn_perception.core.draw import draw_label_panel
 from cnn_perception.core.models import DEFAULT_MODEL
 from cnn_perception.errors import UserError
 from cnn_perception.params import Param
-from cnn_perception.steps import StepOutput
+from cnn_perception.steps import Step, StepOutput
 
 PARAMS = [
     Param('model', DEFAULT_MODEL, 'Registry model whose feature maps are shown'),
@@ -46,16 +46,16 @@ PARAMS = [
 ]
 
 
-class FeatureStep:
+class FeatureStep(Step):
     """Feature maps for people: computed only when someone looks (`want` not empty)."""
 
-    node = 'feature_map'
+    key = 'features'
     PARAMS = PARAMS
     outputs = (contract.MOSAIC, contract.CAM)
     needs_watchers = True
-    leads_shared_pass = False
 
     def __init__(self, p: dict, log=print):
+        super().__init__(p, log)
         if p['cam_method'] == 'gradcam' and p['backend'] != 'torch':
             raise UserError('feature_map: cam_method gradcam needs backend torch')
         layers = [name for name in p['layers'] if name] or None

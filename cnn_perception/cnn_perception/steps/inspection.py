@@ -21,6 +21,13 @@ from cnn_perception.core.geo import Position, PositionTrack
 from cnn_perception.core.tracking import DefectTracker, Track
 from cnn_perception.io.images import jpeg_msg
 
+# The drone's position, from whichever of these it publishes (MAVROS, PX4's bridge, an
+# odometry filter): message type -> the node parameter naming its topic.
+POSITION_TYPES = {
+    'sensor_msgs/msg/NavSatFix': 'fix_topic',
+    'geometry_msgs/msg/PoseStamped': 'pose_topic',
+    'nav_msgs/msg/Odometry': 'odom_topic',
+}
 CROP_MARGIN = 0.5  # of the box size, on each side
 CROP_MIN = 64  # pixels
 
@@ -71,6 +78,19 @@ class Inspector:
     def add_pose(self, ns: int, x: float, y: float, z: float) -> None:
         with self._lock:
             self.positions.add_pose(ns, x, y, z)
+
+    def add_position(self, msgtype: str, m) -> None:
+        """Take a NavSatFix, PoseStamped or Odometry (rclpy or rosbags message) by its type."""
+        ns = stamp_ns(m.header)
+        if msgtype == 'sensor_msgs/msg/NavSatFix':
+            self.add_fix(ns, m.latitude, m.longitude, m.altitude)
+        elif msgtype in POSITION_TYPES:
+            p = (
+                m.pose.position
+                if msgtype == 'geometry_msgs/msg/PoseStamped'
+                else m.pose.pose.position
+            )
+            self.add_pose(ns, p.x, p.y, p.z)
 
     def position_at(self, ns: int) -> Position | None:
         with self._lock:
