@@ -62,7 +62,7 @@ def processed(shapes):
     d, made = shapes
     out = {}
     for key, bag in made.items():
-        report = process(bag, d / f'{key}_out', classifier=True, log=lambda _: None)
+        report = process(bag, d / f'{key}_out', {'classifier': True}, log=lambda _: None)
         out[key] = (report, classifications(d / f'{key}_out'))
     return out
 
@@ -140,7 +140,7 @@ def test_bayer_frames_of_each_pattern_demosaic_to_their_colour(tmp_path, bits):
 def test_bayer_bag_through_bag_process(tmp_path):
     from cnn_perception.bagtools import process
 
-    report = process(bs.bayer_bag(tmp_path / 'b'), tmp_path / 'o', classifier=True, log=print)
+    report = process(bs.bayer_bag(tmp_path / 'b'), tmp_path / 'o', {'classifier': True}, log=print)
     assert report.frames == 4 and not report.skipped
 
 
