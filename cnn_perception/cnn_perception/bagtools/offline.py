@@ -31,6 +31,7 @@ class OfflineReport:
     quirks: list[str] = field(default_factory=list)  # what was unusual in the input bag
 
     def summary(self, what: str) -> str:
+        """Return the lines a user reads; `what` starts the first ('bag process: wrote X')."""
         lines = [
             f'{what}: {self.frames} frame(s) processed from {self.image_topic}, '
             f'{len(self.skipped)} skipped, {len(self.failed)} failed'

@@ -100,7 +100,7 @@ def process(
         writer.close()
         reader.close()
     report.counts = counts
-    log(f'bag process: wrote {bag_out}: ' + report.summary('bag process').split(': ', 1)[1])
+    log(report.summary(f'bag process: wrote {bag_out}'))
     if report.frames == 0 and report.interrupted != 'signal':
         raise BagError(
             f'{bag_in}: not one frame of {report.image_topic} could be processed '

@@ -98,10 +98,14 @@ class OnnxBackend:
         self.path = path
         self.device = device
         self.providers = self.session.get_providers()
-        self._input = self.session.get_inputs()[0].name
+        self.input_name = self.session.get_inputs()[0].name
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self._input: x})[0]
+        return self.session.run(None, {self.input_name: x})[0]
+
+    def run_outputs(self, x: np.ndarray, names: list[str] | None = None) -> list[np.ndarray]:
+        """Return the outputs `names` (all when None); ONNX Runtime computes only those."""
+        return self.session.run(names, {self.input_name: x})
 
     def metadata(self) -> dict[str, Any]:
         raw = self.session.get_modelmeta().custom_metadata_map.get(ONNX_META_KEY)
@@ -148,12 +152,40 @@ def registry_onnx_path(model_name: str, input_size: int, tag: str = '') -> Path 
     This is how the torch-free (Pi) path finds the classifier and the sub-networks (patch
     features, feature maps) exported earlier; None for models without shipped weights.
     """
-    from cnn_perception.core.models import ModelInfo, model_entry
+    from cnn_perception.core.models import ModelInfo, is_registered, model_entry
 
+    if not is_registered(model_name):  # a checkpoint file: exported by its own hash
+        return None
     weights = model_entry(model_name).weights()
     if weights is None:
         return None
     return onnx_cache_path(ModelInfo(model_name, model_name, [], None, weights), input_size, tag)
+
+
+def cached_export(
+    model_name: str,
+    input_size: int,
+    tag: str,
+    build,
+    weights: str | None = None,
+    **export_kw,
+) -> Path:
+    """Return the ONNX file of a model's (sub-)network, exporting it only the first time.
+
+    The one way every ONNX session here starts: a registry model's cached export is found
+    without torch (the Pi path); otherwise `build()` -> (torch net, ModelInfo) is exported
+    once next to the weights (`onnx_cache_path`, keyed by the weights' hash and `tag`).
+    `weights`: a checkpoint of the user's, never looked up in the registry's cache.
+    """
+    if not weights:
+        path = registry_onnx_path(model_name, input_size, tag)
+        if path is not None and path.is_file():
+            return path
+    net, info = build()
+    path = onnx_cache_path(info, input_size, tag)
+    if not path.is_file():
+        export_onnx(net, info, path, input_size, **export_kw)
+    return path
 
 
 def export_onnx(

@@ -8,9 +8,8 @@ import numpy as np
 from cnn_perception.core.backends import (
     OnnxBackend,
     TorchBackend,
-    export_onnx,
+    cached_export,
     info_from_onnx,
-    onnx_cache_path,
     time_call,
 )
 from cnn_perception.core.models import DEFAULT_MODEL, ModelInfo
@@ -147,38 +146,32 @@ def load_classifier(
             onnx = OnnxBackend(path, device=device, num_threads=num_threads)
         return Classifier(onnx, info)
 
-    if backend == 'onnxruntime' and not weights:
-        from cnn_perception.core.backends import registry_onnx_path
-        from cnn_perception.core.models import is_registered, model_entry
+    from cnn_perception.core.models import get_model, is_registered, model_entry
 
-        # Shipped weights exported before (by `export`, or any earlier run): load the
-        # cached file without importing torch -- the Pi path after one export.
-        if is_registered(model):
-            size = input_size or model_entry(model).preprocess.crop
-            cached = registry_onnx_path(model, size)
-            if cached is not None and cached.is_file():
-                onnx = OnnxBackend(cached, device=device, num_threads=num_threads)
-                info = info_from_onnx(onnx)
-                if precision == 'int8':
-                    path = ensure_int8(cached, info.preprocess)
-                    onnx = OnnxBackend(path, device=device, num_threads=num_threads)
-                return Classifier(onnx, info)
+    def build():
+        net, info = get_model(model, weights=weights)
+        if input_size and input_size != info.preprocess.crop:
+            info.preprocess = info.preprocess.with_size(input_size)
+        return net, info
 
-    from cnn_perception.core.models import get_model
-
-    net, info = get_model(model, weights=weights)
-    if input_size and input_size != info.preprocess.crop:
-        info.preprocess = info.preprocess.with_size(input_size)
     if backend == 'torch':
+        net, info = build()
         return Classifier(TorchBackend(net, device, fp16, num_threads), info)
     if backend != 'onnxruntime':
         raise UserError(f'unknown backend {backend!r}: use torch or onnxruntime')
-    path = onnx_cache_path(info, info.preprocess.crop)
-    if not path.is_file():
-        export_onnx(net, info, path, info.preprocess.crop)
+    if is_registered(model):
+        size = input_size or model_entry(model).preprocess.crop
+    else:  # a checkpoint of the user's: its own preprocessing says the size
+        built = build()
+        size, build = built[1].preprocess.crop, lambda: built
+    # Shipped weights exported before (by `export`, or any earlier run) load without
+    # importing torch: the Pi path after one export.
+    path = cached_export(model, size, '', build, weights=weights)
+    onnx = OnnxBackend(path, device=device, num_threads=num_threads)
+    info = info_from_onnx(onnx)
     if precision == 'int8':
-        path = ensure_int8(path, info.preprocess)
-    return Classifier(OnnxBackend(path, device=device, num_threads=num_threads), info)
+        onnx = OnnxBackend(ensure_int8(path, info.preprocess), device, num_threads)
+    return Classifier(onnx, info)
 
 
 class SharedClassifier(Classifier):

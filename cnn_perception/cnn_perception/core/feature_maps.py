@@ -52,40 +52,6 @@ def list_layers(model_name: str = DEFAULT_MODEL, input_size: int = 224) -> list[
     return found
 
 
-def _multi_output_net(net, layers: list[str]):
-    """Wrap net so it returns (logits, *activations of `layers`), exportable to ONNX."""
-    import torch
-    from torch import nn
-
-    modules = dict(net.named_modules())
-    missing = [name for name in layers if name not in modules]
-    if missing:
-        raise UserError(f'unknown layer(s) {", ".join(missing)}; see `features --list-layers`')
-
-    class MultiOutput(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = net
-            self._acts: dict[str, torch.Tensor] = {}
-            self.grads: dict[str, torch.Tensor] = {}
-            for name in layers:
-                modules[name].register_forward_hook(self._keep(name))
-
-        def _keep(self, name):
-            def fn(mod, inputs, output):
-                self._acts[name] = output.clone()  # later in-place ops must not change it
-                if output.requires_grad:  # Grad-CAM: the gradient reaching the real output
-                    output.register_hook(lambda g: self.grads.__setitem__(name, g))
-
-            return fn
-
-        def forward(self, x):
-            logits = self.net(x)
-            return (logits, *[self._acts[name] for name in layers])
-
-    return MultiOutput().eval()
-
-
 class FeatureMapModel:
     """Logits plus chosen activations per frame, on torch or ONNX Runtime."""
 
@@ -115,36 +81,29 @@ class FeatureMapModel:
             self._init_onnx(model_name, device, num_threads)
         elif backend == 'torch':
             from cnn_perception.core.backends import TorchBackend
+            from cnn_perception.core.feature_nets import MultiOutputNet
             from cnn_perception.core.models import get_model
 
             net, info = get_model(model_name)
             self.preprocess, self.labels = info.preprocess, info.labels
-            self.torch_net = _multi_output_net(net, self.outputs)
+            self.torch_net = MultiOutputNet(net, self.outputs)
             self.backend = TorchBackend(self.torch_net, device, False, num_threads)
         else:
             raise UserError(f'unknown backend {backend!r}: use onnxruntime or torch')
 
     def _init_onnx(self, model_name: str, device: str, num_threads: int) -> None:
-        from cnn_perception.core.backends import (
-            OnnxBackend,
-            info_from_onnx,
-            registry_onnx_path,
-        )
+        from cnn_perception.core.backends import OnnxBackend, cached_export, info_from_onnx
 
-        tag = 'fm' + hashlib.sha256('|'.join(self.outputs).encode()).hexdigest()[:8]
-        path = registry_onnx_path(model_name, self.preprocess.crop, tag)
-        if path is None or not path.is_file():
-            from cnn_perception.core.backends import export_onnx, onnx_cache_path
+        def build():
+            from cnn_perception.core.feature_nets import MultiOutputNet
             from cnn_perception.core.models import get_model
 
             net, info = get_model(model_name)
-            path = onnx_cache_path(info, info.preprocess.crop, tag)
-            export_onnx(
-                _multi_output_net(net, self.outputs),
-                info,
-                path,
-                output_names=('logits', *[f'act{i}' for i in range(len(self.outputs))]),
-            )
+            return MultiOutputNet(net, self.outputs), info
+
+        tag = 'fm' + hashlib.sha256('|'.join(self.outputs).encode()).hexdigest()[:8]
+        names = ('logits', *[f'act{i}' for i in range(len(self.outputs))])
+        path = cached_export(model_name, self.preprocess.crop, tag, build, output_names=names)
         onnx = OnnxBackend(path, device=device, num_threads=num_threads)
         info = info_from_onnx(onnx)
         self.preprocess, self.labels = info.preprocess, info.labels
@@ -153,7 +112,7 @@ class FeatureMapModel:
     def run(self, rgb: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         x = self.preprocess(rgb)
         if self.backend_name == 'onnxruntime':
-            outs = self.backend.session.run(None, {self.backend._input: x})
+            outs = self.backend.run_outputs(x)
         else:
             import torch
 

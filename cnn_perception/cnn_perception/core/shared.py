@@ -35,50 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from cnn_perception.core.models import DEFAULT_MODEL, ModelInfo, model_entry
+from cnn_perception.core.models import DEFAULT_MODEL, model_entry
 
 PATCH_LAYERS = (2,)
 LEAN = ('logits', 'patch')  # the outputs of the graph every frame goes through
 _registry: dict[tuple, 'SharedBackbone'] = {}
 _registry_lock = threading.Lock()
-
-
-def _shared_net(net, patch_layers, acts):
-    """Wrap `net` to return (logits, patch features, *activations) in one pass."""
-    import torch
-    from torch import nn
-    import torch.nn.functional as F  # noqa: N812
-
-    modules = dict(net.named_modules())
-
-    class Shared(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = net
-            self.with_acts = True  # False: logits and patch features only (no copies)
-            self._acts: dict[str, torch.Tensor] = {}
-            for name in acts:
-                modules[name].register_forward_hook(self._keep(name, False))
-            for i in patch_layers:
-                modules[f'blocks.{i}'].register_forward_hook(self._keep(f'blocks.{i}', True))
-
-        def _keep(self, name, always):
-            def fn(mod, inputs, output):
-                if always or self.with_acts:
-                    self._acts[name] = output.clone()  # later in-place ops must not touch it
-
-            return fn
-
-        def forward(self, x):
-            logits = self.net(x)
-            feats = [F.avg_pool2d(self._acts[f'blocks.{i}'], 3, 1, 1) for i in patch_layers]
-            size = feats[0].shape[-2:]
-            feats = [feats[0]] + [F.interpolate(f, size=size, mode='bilinear') for f in feats[1:]]
-            if not self.with_acts:
-                return logits, torch.cat(feats, 1)
-            return (logits, torch.cat(feats, 1), *[self._acts[n] for n in acts])
-
-    return Shared().eval()
 
 
 class SharedBackbone:
@@ -176,9 +138,8 @@ class SharedBackbone:
             # ONNX Runtime computes only what the requested outputs need: with the
             # classifier alone in the process, the patch features' pooling is skipped
             if all(n in LEAN for n in names):
-                return lean.session.run(list(names), {lean._input: x})
-            f = open_full()
-            return f.session.run([graph_names[n] for n in names], {f._input: x})
+                return lean.run_outputs(x, list(names))
+            return open_full().run_outputs(x, [graph_names[n] for n in names])
 
         self._open_acts = open_full
         return lean, run
@@ -188,10 +149,11 @@ class SharedBackbone:
         import torch
 
         from cnn_perception.core.backends import TorchBackend
+        from cnn_perception.core.feature_nets import MultiOutputNet
         from cnn_perception.core.models import get_model
 
         net, _ = get_model(model)
-        net = _shared_net(net, self.patch_layers, self.acts)
+        net = MultiOutputNet(net, self.acts, self.patch_layers)
         backend = TorchBackend(net, device, device.startswith('cuda'))
 
         lock = threading.Lock()  # with_acts is the module's: one forward at a time
@@ -218,28 +180,18 @@ class SharedBackbone:
         return backend, run
 
     def _onnx_file(self, model: str, acts: list):
-        from cnn_perception.core.backends import (
-            export_onnx,
-            onnx_cache_path,
-            registry_onnx_path,
-        )
+        from cnn_perception.core.backends import cached_export
         from cnn_perception.core.models import get_model
 
-        tag = 'sharedv2' + ('acts' if acts else '')  # v1: a 320 px whole-frame graph
-        path = registry_onnx_path(model, self.input_size, tag)
-        if path is not None and path.is_file():
-            return path
-        net, info = get_model(model)
-        path = onnx_cache_path(info, self.input_size, tag)
+        def build():
+            from cnn_perception.core.feature_nets import MultiOutputNet
+
+            net, info = get_model(model)
+            return MultiOutputNet(net, acts, self.patch_layers), info
+
         names = ('logits', 'patch', *[f'act{i}' for i in range(len(acts))])
-        export_onnx(
-            _shared_net(net, self.patch_layers, acts),
-            ModelInfo(info.name, info.arch, info.labels, info.preprocess, info.weights_path),
-            path,
-            self.input_size,
-            output_names=names,
-        )
-        return path
+        tag = 'sharedv2' + ('acts' if acts else '')  # v1: a 320 px whole-frame graph
+        return cached_export(model, self.input_size, tag, build, output_names=names)
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
         """Return the classifier's own input: short side scaled, centre square, NCHW."""

@@ -15,10 +15,6 @@ from cnn_perception.errors import BagError
 
 PIECE_SUFFIXES = ('.mcap', '.db3', '.mcap.zstd', '.db3.zstd')
 STORAGE_OF = {'.mcap': 'mcap', '.db3': 'sqlite3'}
-# A zstd frame starts with these bytes; a CDR payload starts with its encapsulation
-# header (0x00 0x00 or 0x00 0x01), so a message compressed by rosbag2's
-# `--compression-mode message` is told apart from a plain one by its first byte alone.
-ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
 
 
 @dataclass
@@ -54,10 +50,10 @@ def is_piece(path: Path) -> bool:
     return path.is_file() and any(path.name.endswith(s) for s in PIECE_SUFFIXES)
 
 
-def _split_index(path: Path) -> tuple[str, int] | None:
-    """Return ('<base>', i) for rosbag2's split naming `<base>_<i>.<ext>`, else None."""
-    m = re.fullmatch(r'(.*)_(\d+)', path.name.removesuffix('.zstd').rsplit('.', 1)[0])
-    return (m.group(1), int(m.group(2))) if m else None
+def _split_index(path: Path) -> tuple[str, int, str] | None:
+    """Return ('<base>', i, '.<ext>') for rosbag2's split naming `<base>_<i>.<ext>`."""
+    m = re.fullmatch(r'(.*)_(\d+)(\.(?:mcap|db3)(?:\.zstd)?)', path.name)
+    return (m.group(1), int(m.group(2)), m.group(3)) if m else None
 
 
 def _missing_in_sequence(pieces: list[Path]) -> list[str]:
@@ -66,8 +62,8 @@ def _missing_in_sequence(pieces: list[Path]) -> list[str]:
     for p in pieces:
         split = _split_index(p)
         if split is not None:
-            ext = p.name[len(f'{split[0]}_{split[1]}') :]
-            groups.setdefault((split[0], ext), set()).add(split[1])
+            base, i, ext = split
+            groups.setdefault((base, ext), set()).add(i)
     missing = []
     for (base, ext), seen in sorted(groups.items()):
         missing += [f'{base}_{i}{ext}' for i in range(max(seen) + 1) if i not in seen]

@@ -16,9 +16,12 @@ from typing import Any
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from cnn_perception.errors import BagError
-from cnn_perception.io.bag_layout import ZSTD_MAGIC
 
 MSGS_PACKAGE = 'cnn_perception_msgs'
+# A zstd frame starts with these bytes; a CDR payload starts with its encapsulation
+# header (0x00 0x00 or 0x00 0x01), so a message compressed by rosbag2's
+# `--compression-mode message` is told apart from a plain one by its first bytes alone.
+ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
 
 
 def msg_dir() -> Path:
@@ -88,14 +91,14 @@ class BagReader:
         self.missing_stamps = 0  # image frames whose header stamp was 0
         self.compression = ''  # 'zstd (file)' / 'zstd (message)' when rosbag2 compressed it
         self._stack = ExitStack()
+        self._tmp = None  # where file-compressed pieces are decompressed to
         try:
             self._sources = self._open_sources()
-        except BaseException as exc:
+        except BagError:
             self._stack.close()
-            if isinstance(exc, BagError):
-                raise
-            if not isinstance(exc, Exception):
-                raise
+            raise
+        except Exception as exc:  # rosbags raises ReaderError and storage-specific errors
+            self._stack.close()
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise BagError(f'{self.path}: cannot open bag ({first[:200]})') from exc
         self._merge_connections()
@@ -142,7 +145,7 @@ class BagReader:
         import shutil
         from tempfile import TemporaryDirectory
 
-        if not hasattr(self, '_tmp'):
+        if self._tmp is None:
             self._tmp = self._stack.enter_context(TemporaryDirectory(prefix='cnn_bag_'))
         out = Path(self._tmp) / piece.name.removesuffix('.zstd')
         with piece.open('rb') as raw, zstd_module().open(raw, 'rb') as src, out.open('wb') as dst:

@@ -1,7 +1,5 @@
 """Patch features of an image from a registry backbone, on torch or ONNX Runtime."""
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 
@@ -38,17 +36,12 @@ class FeatureExtractor:
         )
         tag = 'patch' + ''.join(map(str, layers))
         if backend == 'onnxruntime':
-            from cnn_perception.core.backends import OnnxBackend
+            from cnn_perception.core.backends import OnnxBackend, cached_export
 
-            path = self._cached_onnx(backbone, tag)
-            if path is None or not path.is_file():
-                net, info = _build(backbone, layers)
-                from cnn_perception.core.backends import export_onnx, onnx_cache_path
-
-                path = onnx_cache_path(info, input_size, tag)
-                export_onnx(
-                    net, info, path, input_size, spatial_dynamic=True, output_names=('features',)
-                )
+            path = cached_export(
+                backbone, input_size, tag, lambda: _build(backbone, layers),
+                spatial_dynamic=True, output_names=('features',),
+            )  # fmt: skip
             self.backend = OnnxBackend(path, device=device, num_threads=num_threads)
         elif backend == 'torch':
             from cnn_perception.core.backends import TorchBackend
@@ -57,11 +50,6 @@ class FeatureExtractor:
             self.backend = TorchBackend(net, device, device.startswith('cuda'), num_threads)
         else:
             raise ModelFileError(f'unknown backend {backend!r}: use onnxruntime or torch')
-
-    def _cached_onnx(self, backbone: str, tag: str) -> Path | None:
-        from cnn_perception.core.backends import registry_onnx_path
-
-        return registry_onnx_path(backbone, self.input_size, tag)
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
         """Normalised NCHW network input (`geometry` says which part of the frame)."""
