@@ -185,7 +185,8 @@ class SharedClassifier(Classifier):
         self.shared = shared
 
     def predict(self, rgb: np.ndarray, top_k: int = 5, threshold: float = 0.0) -> Prediction:
-        logits, ms = time_call(lambda: self.shared.run(rgb)['logits'])
+        # the classifier leads the heads sharing the pass: its frames are the ones handed on
+        logits, ms = time_call(lambda: self.shared.run(rgb, pin=True)['logits'])
         return top_k_of(logits, self.labels, top_k, threshold, ms)
 
     def warm_up(self, runs: int = 2) -> None:

@@ -10,9 +10,9 @@ content, so whichever head asks second gets them for free.
 Which head asks first matters on a busy CPU: a head that runs a few times a second, handed
 the camera's newest frame, would compute that frame's pass itself (the classifier is still
 on an older one, and goes on to a newer one), so most of its frames cost a whole pass. So
-the classifier leads: after each frame it hands the frame over (`hand_over`) to the heads
-that follow it on the same image stream (`follow`), and those take their frames from it
-while it keeps handing them over (`leading`), from the topic otherwise.
+the classifier leads: its frames' outputs are pinned here (`run(..., pin=True)`), and who
+hands which frame to whom is the in-process frame hub's job (`intra.FrameHub`: `follow`,
+`hand_over`, `leading`), not this module's: this one is pure, frame in, outputs out.
 
 The shared geometry is the classifier's own input (short side to 256, centre square of
 224 for EfficientNet-Lite0): the classifier's answers and the feature maps are exactly
@@ -27,11 +27,8 @@ It runs on ONNX Runtime (CPU) or on torch (CUDA, fp16: the Jetson), as the heads
 """
 
 from collections import OrderedDict
-from collections.abc import Callable
 import hashlib
 import threading
-import time
-from typing import Any
 
 import numpy as np
 
@@ -107,10 +104,7 @@ class SharedBackbone:
         self._lock = threading.Lock()
         self.passes = 0  # network calls actually made
         self.requests = 0  # heads served
-        self._followers: list[tuple[str, Callable[[Any, np.ndarray], None]]] = []
-        self._handed: tuple[bytes, dict] | None = None  # the last frame handed over
-        self._handed_at: dict[str, float] = {}  # stream -> monotonic time
-        self._last = threading.local()  # (id, key) of the frame this thread last ran
+        self._pinned: tuple[bytes, dict] | None = None  # the leader's last frame
 
     def _onnx(self, model: str):
         """Open the lean graph (logits, patch features); the one with activations later.
@@ -203,7 +197,7 @@ class SharedBackbone:
 
         return frame_geometry(h, w, self.input_size, self.preprocess)
 
-    def run(self, rgb: np.ndarray, acts: bool = False) -> dict[str, np.ndarray]:
+    def run(self, rgb: np.ndarray, acts: bool = False, pin: bool = False) -> dict:
         """Return this frame's outputs: computed once, then served from the cache.
 
         What the heads registered (`for_node`: 'logits', 'patch'; both when none did);
@@ -211,7 +205,10 @@ class SharedBackbone:
         them is run again, with them, for the one head that wants them: the feature
         maps, a few times a second while someone watches). A lone head (one `for_node`
         in the process: desktop.yaml's classifier without the others) skips the cache:
-        hashing the frame was 0.12 ms of its 7.
+        hashing the frame was 0.12 ms of its 7. `pin` (the leading head, whose frames are
+        handed on to the others: `intra.FrameHub.hand_over`) keeps this frame's outputs
+        beside the cache until the next pinned frame, so that a follower that wakes late
+        still finds them after the cache of 4 moved on.
         """
         names = [n for n in LEAN if n in self.needs or not self.needs]
         names += self.acts if acts else []
@@ -221,15 +218,16 @@ class SharedBackbone:
             self.requests += 1
             return {n: o[0] for n, o in zip(names, outs, strict=True)}
         key = self._key(rgb)
-        self._last.frame = (id(rgb), key)  # the leader's hand-over needs it again
         while True:
             with self._lock:
                 self.requests += 1
                 hit = self._cache.get(key)
-                if hit is None and self._handed is not None and self._handed[0] == key:
-                    hit = self._cache[key] = self._handed[1]
+                if hit is None and self._pinned is not None and self._pinned[0] == key:
+                    hit = self._cache[key] = self._pinned[1]
                 if hit is not None and all(n in hit for n in names):
                     self._cache.move_to_end(key)
+                    if pin:
+                        self._pinned = (key, hit)
                     return hit
                 wait = self._busy.get(key)
                 if wait is None:
@@ -245,6 +243,8 @@ class SharedBackbone:
                 self._cache[key] = result
                 while len(self._cache) > 4:
                     self._cache.popitem(last=False)
+                if pin:
+                    self._pinned = (key, result)
             return result
         finally:
             with self._lock:
@@ -256,40 +256,6 @@ class SharedBackbone:
             np.ascontiguousarray(rgb[::7, ::7]).tobytes() + bytes(str(rgb.shape), 'ascii'),
             digest_size=16,
         ).digest()
-
-    def follow(self, stream: str, take: Callable[[Any, np.ndarray], None]) -> None:
-        """`take(tag, rgb)` gets every frame of `stream` a leading head hands over."""
-        with self._lock:
-            self._followers.append((stream, take))
-
-    def unfollow(self, take: Callable[[Any, np.ndarray], None]) -> None:
-        with self._lock:
-            self._followers = [(s, t) for s, t in self._followers if t != take]
-
-    def hand_over(self, stream: str, tag: Any, rgb: np.ndarray) -> None:
-        """Pass `rgb` of `stream`, just processed by a leading head, on to its followers.
-
-        Called on the leader's thread right after its step; `take` must be quick (the
-        followers' latest-frame workers only keep the frame). The frame's outputs are
-        kept beside the cache until the next hand-over, so that a follower that wakes
-        late still finds them.
-        """
-        if not any(s == stream for s, _ in self._followers):
-            return  # the classifier alone: nothing to hand over
-        last = getattr(self._last, 'frame', None)  # set by this thread's `run` of rgb
-        key = last[1] if last is not None and last[0] == id(rgb) else self._key(rgb)
-        with self._lock:
-            result = self._cache.get(key)
-            if result is not None:
-                self._handed = (key, result)
-            self._handed_at[stream] = time.monotonic()
-            takers = [t for s, t in self._followers if s == stream]
-        for take in takers:
-            take(tag, rgb)
-
-    def leading(self, stream: str, within_s: float) -> bool:
-        """Whether a leading head handed over a frame of `stream` in the last `within_s`."""
-        return time.monotonic() - self._handed_at.get(stream, -1e18) <= within_s
 
     def open_acts(self) -> None:
         """Open the graph with the activations now, for a head that will read them.
@@ -303,7 +269,7 @@ class SharedBackbone:
         """Empty the cache of recent frames (benchmarks: each measurement computes its pass)."""
         with self._lock:
             self._cache.clear()
-            self._handed = None
+            self._pinned = None
 
     @property
     def centre_crop(self) -> float:

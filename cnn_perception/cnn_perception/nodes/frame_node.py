@@ -7,7 +7,6 @@ import time
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
-from cnn_perception import contract
 from cnn_perception.contract import IMAGE_INPUT, compressed_topic, message_class
 from cnn_perception.intra import FrameHub
 from cnn_perception.nodes.common import (
@@ -110,21 +109,20 @@ class FrameNode(Node):
         self.skipped_unwatched = 0
         self.duplicates_skipped = 0
         # One backbone pass shared in this process (core/shared.py): the classifier leads,
-        # handing each frame it processed to the other heads on the same stream, whose
-        # pass is then already computed. That is for the in-process camera's frames: the
-        # followers leave them to the leader while it hands them over (not when it is
-        # absent, throttled, on another stream). Frames from DDS (a bag, another
-        # process) every node takes as they come, as before: a bad one is seen and
-        # counted by each. A frame comes once: whichever way first (stamp and array).
-        self.stream = sub.topic_name
-        shared = getattr(self.step, 'shared_pass', None)
-        self.leads = shared if shared is not None and self.step.leads_shared_pass else None
-        self.follows = shared if shared is not None and not self.step.leads_shared_pass else None
+        # handing each frame it processed over (through the hub) to the other heads on the
+        # same stream, whose pass is then already computed. That is for the in-process
+        # camera's frames: the followers leave them to the leader while it hands them over
+        # (not when it is absent, throttled, on another stream). Frames from DDS (a bag,
+        # another process) every node takes as they come, as before: a bad one is seen and
+        # counted by each. A frame comes once, whichever way first: by its hub `seq`.
+        sharing = self.hub is not None and self.step.shared_pass is not None
+        self.leads = sharing and self.step.leads_shared_pass
+        self.follows = sharing and not self.step.leads_shared_pass
         self.led_frames = 0
-        self._taken: deque[tuple[int, int]] = deque(maxlen=32)
+        self._taken: deque[int] = deque(maxlen=32)
         self._taken_lock = threading.Lock()
-        if self.follows is not None:
-            self.follows.follow(self.stream, self._on_led_frame)
+        if self.follows:
+            self.hub.follow(self._on_led_frame)
         self.diag.set(OK, f'{self.step.describe}: waiting for images on {topic}')
 
     def _start_annotations(self, step_cls) -> None:
@@ -179,28 +177,27 @@ class FrameNode(Node):
             return
         self._submit(raw)
 
-    def _on_local_frame(self, header, rgb) -> None:
-        if self.follows is not None:
+    def _on_local_frame(self, header, rgb, seq: int) -> None:
+        if self.follows:
             # The leader's frames come at its rate; a follower wanting more than it
             # delivers takes the camera's after two of its own periods without one.
-            if self.follows.leading(self.stream, max(0.25, 2 * self.worker.min_period)):
+            if self.hub.leading(max(0.25, 2 * self.worker.min_period)):
                 return
-            if not self._take(header, rgb):
+            if not self._take(seq):
                 return
-        self._submit((header, rgb))
+        self._submit((header, rgb, seq))
 
-    def _on_led_frame(self, header, rgb) -> None:
-        if self._take(header, rgb):
+    def _on_led_frame(self, header, rgb, seq: int) -> None:
+        if self._take(seq):
             self.led_frames += 1
-            self._submit((header, rgb))
+            self._submit((header, rgb, seq))
 
-    def _take(self, header, rgb) -> bool:
+    def _take(self, seq: int) -> bool:
         """Whether a follower takes this frame: not if it came the other way already."""
-        key = (contract.stamp_ns(header), id(rgb))  # the camera's array, shared in-process
         with self._taken_lock:
-            if key in self._taken:
+            if seq in self._taken:
                 return False
-            self._taken.append(key)
+            self._taken.append(seq)
             return True
 
     def _submit(self, item) -> None:
@@ -211,11 +208,11 @@ class FrameNode(Node):
         self.worker.submit(item)
 
     def _process(self, item) -> None:
-        """One frame: CDR bytes from DDS, or (header, RGB array) from this process."""
+        """One frame: CDR bytes from DDS, or (header, RGB array, seq) from this process."""
         from cnn_perception.io.images import jpeg_msg, numpy_to_image
 
         if isinstance(item, tuple):
-            header, rgb = item
+            header, rgb, seq = item
         else:
             header, rgb = decode_frame(item, self.compressed)
         want = self.watched()
@@ -228,8 +225,8 @@ class FrameNode(Node):
             else:
                 self._last_images = now
         out = self.step(rgb, header, want)
-        if self.leads is not None and isinstance(item, tuple):  # in-process frames only
-            self.leads.hand_over(self.stream, header, rgb)
+        if self.leads and isinstance(item, tuple):  # in-process frames only
+            self.hub.hand_over(header, rgb, seq)
         for topic, msg in out.messages:
             self.pubs[topic].publish(msg)
             if topic in self.annotators:
@@ -278,8 +275,6 @@ class FrameNode(Node):
     def destroy_node(self) -> None:
         if getattr(self, 'hub', None) is not None:
             self.hub.unsubscribe(self._on_local_frame)
-        if getattr(self, 'follows', None) is not None:
-            self.follows.unfollow(self._on_led_frame)
         if getattr(self, 'worker', None) is not None:
             self.worker.stop()
         super().destroy_node()
