@@ -15,3 +15,11 @@ class SourceError(UserError):
 
 class BagError(UserError):
     """A rosbag2 directory is missing, incomplete or corrupt."""
+
+
+class SourceLost(Exception):
+    """The source stopped delivering frames (unplugged, deleted, stream broke)."""
+
+
+class SourceEnded(Exception):
+    """A finite source (file, folder, bag) reached its end and loop is off."""

@@ -124,7 +124,7 @@ def run(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument('--platform', choices=platforms.PLATFORMS, default='desktop')
+    p.add_argument('--platform', choices=platforms.PLATFORMS, default=platforms.DEFAULT_PLATFORM)
     p.add_argument('--source', default=None, help='camera source (overrides the YAML)')
     p.add_argument('--params-file', default=None, help='parameters YAML (default: platform)')
     p.add_argument(

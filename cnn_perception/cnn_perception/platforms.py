@@ -13,6 +13,7 @@ from pathlib import Path
 from cnn_perception.contract import CAMERA_IMAGE, IMAGE_INPUT, NAMESPACE, split_compressed
 
 PLATFORMS = ('desktop', 'jetson', 'pi')
+DEFAULT_PLATFORM = 'desktop'
 # Platforms whose node processes hand freed heap pages back every second
 # (runtime.keep_heap_small): memory over speed, for the Pi's 450 MB budget.
 TRIM_HEAP = ('pi',)
@@ -162,7 +163,7 @@ class NodeEntry:
 
 
 def node_entries(
-    platform: str = 'desktop',
+    platform: str = DEFAULT_PLATFORM,
     nodes: list[str] | None = None,
     namespace: str = DEFAULT_NAMESPACE,
     source: str | None = None,

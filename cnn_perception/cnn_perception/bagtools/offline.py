@@ -76,7 +76,7 @@ def build_steps(
         raise UserError(f'choose at least one of: {", ".join(offline)}')
     if bad := [k for k in chosen if k not in offline]:
         raise UserError(f'{", ".join(bad)}: not a node that runs offline ({", ".join(offline)})')
-    pfile = Path(params_file) if params_file else platforms.params_file('desktop')
+    pfile = Path(params_file) if params_file else platforms.params_file(platforms.DEFAULT_PLATFORM)
     if not pfile.is_file():
         raise UserError(f'{pfile}: no such parameters file')
     steps = []

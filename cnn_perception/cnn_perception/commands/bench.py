@@ -2,10 +2,12 @@
 
 from pathlib import Path
 
+from cnn_perception.core.models import DEFAULT_MODEL
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser('bench', help='benchmarks: model vs pipeline, backends, memory')
-    p.add_argument('--model', default='efficientnet_lite0')
+    p.add_argument('--model', default=DEFAULT_MODEL)
     p.add_argument(
         '--backend',
         action='append',

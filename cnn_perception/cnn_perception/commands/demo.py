@@ -15,6 +15,7 @@ import yaml
 
 from cnn_perception import contract as c
 from cnn_perception.contract import stamp_ns
+from cnn_perception.core.defects.builtin import DEFAULT_DEFECT_MODEL
 from cnn_perception.errors import UserError
 from cnn_perception.platforms import NODES
 
@@ -60,7 +61,7 @@ def cmd_demo(args) -> int:
         make_flight_bag(out / 'flight', fps=args.fps)
         source, frames = f'bag:{out / "flight"}:{TOPIC}', args.frames or len(SEQUENCE)
 
-    params = yaml.safe_load(platforms.params_file('desktop').read_text())
+    params = yaml.safe_load(platforms.params_file(platforms.DEFAULT_PLATFORM).read_text())
     params['/**/camera']['ros__parameters'].update(
         source=source, fps=float(args.fps), width=0, height=0, loop=False, wait_for_subscribers=4
     )  # the three processing nodes and the recorder
@@ -99,7 +100,9 @@ def cmd_demo(args) -> int:
     from cnn_perception import report
 
     # the operator's view of the flight: each distinct defect once (no GPS in this flight)
-    res = report.run(out / 'demo', 'builtin:brick', c.CAMERA_IMAGE.full(), log=lambda *_: None)
+    res = report.run(
+        out / 'demo', DEFAULT_DEFECT_MODEL, c.CAMERA_IMAGE.full(), log=lambda *_: None
+    )
     paths = report.write(res, out / 'report', out / 'demo')
     print(
         f'\ndemo: wrote {out / "demo.mcap"} (bag directory {out / "demo"}), '

@@ -3,12 +3,14 @@
 import argparse
 from pathlib import Path
 
+from cnn_perception.core.models import DEFAULT_MODEL
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser('train', help='transfer learning: new final layer on a small dataset')
     p.add_argument('--data', type=Path, required=True, help='folder with one folder per class')
     p.add_argument('--out', type=Path, required=True, metavar='CKPT', help='checkpoint to write')
-    p.add_argument('--arch', default='efficientnet_lite0')
+    p.add_argument('--arch', default=DEFAULT_MODEL)
     p.add_argument('--weights', default=None, help='pretrained weights for --arch')
     p.add_argument('--epochs', type=int, default=5)
     p.add_argument('--lr', type=float, default=3e-3)

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from cnn_perception.core.models import ModelInfo, get_model, save_checkpoint
+from cnn_perception.core.models import DEFAULT_MODEL, ModelInfo, get_model, save_checkpoint
 from cnn_perception.errors import UserError
 
 
@@ -21,7 +21,7 @@ from cnn_perception.errors import UserError
 class TrainConfig:
     data: Path
     out: Path
-    arch: str = 'efficientnet_lite0'
+    arch: str = DEFAULT_MODEL
     weights: str | None = None
     epochs: int = 5
     lr: float = 3e-3

@@ -69,7 +69,7 @@ class GstSource:
     """
 
     def __init__(self, pipeline: str, timeout_s: float = 2.0):
-        from cnn_perception.io.sources import SourceLost
+        from cnn_perception.errors import SourceLost
 
         gst = pygobject_gst()
         self.Gst, self.timeout_ns = gst, int(timeout_s * 1e9)
@@ -111,7 +111,7 @@ class GstSource:
         return err.message
 
     def read(self) -> np.ndarray:
-        from cnn_perception.io.sources import SourceLost
+        from cnn_perception.errors import SourceLost
 
         sample = self.sink.emit('try-pull-sample', self.timeout_ns)
         if sample is None:
@@ -171,7 +171,7 @@ class Picamera2Source:
     """
 
     def __init__(self, index: int, width: int, height: int, fps: float):
-        from cnn_perception.io.sources import SourceLost
+        from cnn_perception.errors import SourceLost
 
         try:
             from picamera2 import Picamera2

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cnn_perception.errors import SourceError, UserError
+from cnn_perception.errors import SourceEnded, SourceError, SourceLost, UserError
 
 ACCEPTED = (
     'v4l2:/dev/videoN, N (camera index), gst:<pipeline>, picamera2:[N], file:<video>, '
@@ -31,14 +31,6 @@ ACCEPTED = (
 )
 KINDS = ('v4l2', 'gst', 'picamera2', 'file', 'dir', 'bag', 'test')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
-
-
-class SourceLost(Exception):
-    """The source stopped delivering frames (unplugged, deleted, stream broke)."""
-
-
-class SourceEnded(Exception):
-    """A finite source (file, folder, bag) reached its end and loop is off."""
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,12 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from cnn_perception import contract
+from cnn_perception.errors import SourceEnded, SourceLost
 from cnn_perception.intra import FrameHub
 from cnn_perception.io.calibration import load_camera_info
 from cnn_perception.io.images import jpeg_msg, numpy_to_image
 from cnn_perception.io.sources import (
     ACCEPTED,
-    SourceEnded,
-    SourceLost,
     check_openable,
     open_source,
     parse_source,

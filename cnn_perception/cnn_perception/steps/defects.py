@@ -10,6 +10,7 @@ from cnn_perception_msgs.msg import BoundingBox2D, Detection, DetectionArray, Ob
 
 from cnn_perception import contract
 from cnn_perception.core.defects import DefectDetector, DefectResult, load_defect_model
+from cnn_perception.core.defects.builtin import DEFAULT_DEFECT_MODEL
 from cnn_perception.core.draw import draw_defects
 from cnn_perception.params import Param
 from cnn_perception.steps import Step, StepOutput
@@ -18,7 +19,7 @@ from cnn_perception.steps.inspection import Inspector
 PARAMS = [
     Param(
         'model',
-        'builtin:brick',
+        DEFAULT_DEFECT_MODEL,
         'Defect model: .npz from `defects fit`, or builtin:brick|gravel|grass|moon (fitted '
         'once on a scikit-image surface photograph and cached)',
     ),

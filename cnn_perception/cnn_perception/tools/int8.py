@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from cnn_perception.core.models import DEFAULT_MODEL
+
 
 def _compare(fp, q, frames) -> dict:
     from cnn_perception.core.classifier import softmax
@@ -110,7 +112,7 @@ def int8(
             seconds = float('nan')
         else:
             log(f'int8: quantization-aware fine-tuning, {steps} steps (gate off) ...')
-            net, info = get_model('efficientnet_lite0')
+            net, info = get_model(DEFAULT_MODEL)
             t0 = time.perf_counter()
             rep = quantize_finetuned(net, info, clf.backend.path, Path(tmp) / 'qat.onnx', steps,
                                      min_agreement=0.0, log=lambda *_: None)  # fmt: skip

@@ -151,7 +151,8 @@ def shared(log=print, seconds: float = 10.0) -> dict:
         'inspected_share_640x480': (nw * sx) * (nh * sy) / (640 * 480),
         'frames': len(frames),
     }
-    from cnn_perception.tools.bench import model_only, sliced_runs
+    from cnn_perception.tools.bench_models import model_only
+    from cnn_perception.tools.bench_pipeline import sliced_runs
 
     log('shared: pipeline, classifier alone vs all four nodes sharing one pass (1 s turns) ...')
     ort = model_only('onnxruntime', 224, seconds / 2)

@@ -6,12 +6,8 @@ import sys
 import tempfile
 import time
 
-from cnn_perception.tools.bench import (
-    model_only,
-    params_file_for,
-    percentile,
-    pipeline_and_probe,
-)
+from cnn_perception.tools.bench_models import model_only, percentile
+from cnn_perception.tools.bench_pipeline import params_file_for, pipeline_and_probe
 from cnn_perception.tools.bench_report import write_section
 
 

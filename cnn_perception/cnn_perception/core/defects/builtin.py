@@ -9,6 +9,7 @@ from cnn_perception.core.defects.model import VERSION, DefectModel
 from cnn_perception.errors import ModelFileError
 
 BUILTIN_PREFIX = 'builtin:'
+DEFAULT_DEFECT_MODEL = 'builtin:brick'  # the nodes' and tools' default: a brick wall
 # Bumped when the built-in models' recipe (layers, input size, coreset) changes, so a
 # model cached by an older build is fitted again instead of silently reused.
 BUILTIN_RECIPE = 4

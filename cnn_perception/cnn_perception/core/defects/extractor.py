@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 
 from cnn_perception.core.defects.model import DEFAULT_INPUT_SIZE, DEFAULT_LAYERS
+from cnn_perception.core.models import DEFAULT_MODEL
 from cnn_perception.core.preprocess import Preprocess, normaliser, to_nchw
 from cnn_perception.errors import ModelFileError
 
@@ -13,7 +14,7 @@ class FeatureExtractor:
 
     def __init__(
         self,
-        backbone: str = 'efficientnet_lite0',
+        backbone: str = DEFAULT_MODEL,
         layers: tuple[int, ...] = DEFAULT_LAYERS,
         input_size: int = DEFAULT_INPUT_SIZE,
         mean=(0.5, 0.5, 0.5),

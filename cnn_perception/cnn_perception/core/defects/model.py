@@ -8,6 +8,7 @@ import zipfile
 
 import numpy as np
 
+from cnn_perception.core.models import DEFAULT_MODEL
 from cnn_perception.errors import ModelFileError
 
 FORMAT = 'cnn_perception.defects'
@@ -23,7 +24,7 @@ DEFAULT_CORESET_RATIO = 0.05
 @dataclass
 class DefectModel:
     memory: np.ndarray  # (M, D) float32 normal patch features
-    backbone: str = 'efficientnet_lite0'
+    backbone: str = DEFAULT_MODEL
     layers: tuple[int, ...] = DEFAULT_LAYERS
     input_size: int = DEFAULT_INPUT_SIZE
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
