@@ -16,7 +16,7 @@ from cnn_perception.errors import UserError
 # Modules in cnn_perception.commands; each provides `add_parser(subparsers)`.
 COMMAND_MODULES = (
     'run',
-    'models',
+    'classifier',
     'train',
     'defects',
     'features',

@@ -227,7 +227,7 @@ def _shared(dev: str, model: str) -> dict:
     from cnn_perception.core.defects import DefectDetector, FeatureExtractor, load_defect_model
     from cnn_perception.core.defects.builtin import SHARED_GEOMETRY
     from cnn_perception.core.shared import SharedBackbone, SharedFeatures
-    from cnn_perception.tools.shared import median_ms_per_frame
+    from cnn_perception.tools.bench_shared import median_ms_per_frame
 
     fp16 = dev.startswith('cuda')
     rng = np.random.default_rng(0)

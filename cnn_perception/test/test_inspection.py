@@ -1,6 +1,6 @@
 """From detections to an inspection result, live and offline, against a known wall.
 
-The flight (`tools/inspection.py`): a 20 m brick wall with 10 painted defects at known
+The flight (`tools/inspection_flight.py`): a 20 m brick wall with 10 painted defects at known
 positions, a camera sweeping along it at 1.6 m/s (80% overlap), a NavSatFix track. The
 detector is fitted the way a user would: `defects fit` on a clean baseline flight.
 """
@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from cnn_perception import contract
-from cnn_perception.tools.inspection import (
+from cnn_perception.tools.inspection_flight import (
     FIX_TOPIC,
     IMAGE_TOPIC,
     TRUTH,

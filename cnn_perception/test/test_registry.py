@@ -89,6 +89,9 @@ def test_register_model_adds_an_architecture_and_unknown_names_fail_in_one_line(
         )
     )
     assert model_entry('tiny_test_net') is entry and 'tiny_test_net' in list_models()
+    with pytest.raises(ValueError, match='registered already'):
+        register_model(entry)  # never replaced silently
+    assert register_model(entry, replace=True) is entry
     with pytest.raises(ModelFileError, match='has no weights'):
         get_model('tiny_test_net')
     with pytest.raises(ModelFileError, match="unknown model 'nope'"):

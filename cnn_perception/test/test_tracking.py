@@ -7,7 +7,7 @@ import pytest
 
 from cnn_perception.core.geo import PositionTrack, lat_lon, local_metres
 from cnn_perception.core.tracking import DefectTracker, MotionEstimator, Track
-from cnn_perception.tools.inspection import make_wall, sweep
+from cnn_perception.tools.inspection_flight import make_wall, sweep
 
 
 @dataclass

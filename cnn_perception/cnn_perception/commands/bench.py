@@ -64,6 +64,10 @@ def add_parser(sub) -> None:
     p.set_defaults(func=_soak)
 
 
+# `bench --<tag>` -> the tools module measuring it (by default the tag itself)
+SECTION_MODULES = {'shared': 'bench_shared'}
+
+
 def _bench(args) -> int:
     for tag in ('zoo', 'transport', 'int8', 'shared'):
         if getattr(args, tag):
@@ -81,7 +85,7 @@ def _section(args, tag: str) -> int:
 
     from cnn_perception.tools.bench_report import write_section
 
-    module = importlib.import_module(f'cnn_perception.tools.{tag}')
+    module = importlib.import_module(f'cnn_perception.tools.{SECTION_MODULES.get(tag, tag)}')
     kwargs = {'model': args.int8_model} if tag == 'int8' and args.int8_model else {}
     res = getattr(module, tag)(log=lambda s: print(s, file=sys.stderr, flush=True), **kwargs)
     md = getattr(module, f'{tag}_markdown')(res)

@@ -131,7 +131,6 @@ def cmd_make_dataset(args) -> int:
 def cmd_fit(args) -> int:
     import numpy as np
 
-    from cnn_perception.commands.models import read_rgb
     from cnn_perception.core.defects import (
         DEFAULT_CORESET_RATIO,
         DEFAULT_INPUT_SIZE,
@@ -143,6 +142,7 @@ def cmd_fit(args) -> int:
         fit,
         fit_kfold,
     )
+    from cnn_perception.io.images import read_rgb
 
     files = images_in(args.normal)
     kfold = not args.val_normal and not args.val_defect and args.calibration == 'kfold'
@@ -199,7 +199,7 @@ def _detector(args):
 
 
 def cmd_score(args) -> int:
-    from cnn_perception.commands.models import read_rgb
+    from cnn_perception.io.images import read_rgb
 
     det = _detector(args)
     det.detect(read_rgb(args.images[0]))  # warm-up: inference_ms excludes first-call cost
@@ -235,8 +235,8 @@ def cmd_score(args) -> int:
 def cmd_eval(args) -> int:
     import cv2
 
-    from cnn_perception.commands.models import read_rgb
     from cnn_perception.core.defect_eval import evaluate
+    from cnn_perception.io.images import read_rgb
 
     det = _detector(args)
     normal, defect = images_in(args.normal), images_in(args.defect)
@@ -281,8 +281,8 @@ def _plots(plot: Path, nres, dres, normal, defect, masks, metrics) -> None:
     import numpy as np
     from sklearn.metrics import roc_curve
 
-    from cnn_perception.commands.models import read_rgb
     from cnn_perception.core.draw import draw_defects
+    from cnn_perception.io.images import read_rgb
 
     y = np.r_[np.zeros(len(nres)), np.ones(len(dres))]
     s = np.array([r.score for r in nres + dres])

@@ -29,8 +29,8 @@ def add_parser(sub) -> None:
 
 
 def cmd_features(args) -> int:
-    from cnn_perception.commands.models import read_rgb
     from cnn_perception.core import feature_maps as fm
+    from cnn_perception.io.images import read_rgb
 
     if args.list_layers:
         rows = fm.list_layers(args.model)

@@ -175,7 +175,7 @@ def load_classifier(
 
 
 class SharedClassifier(Classifier):
-    """Top-k from the process's shared backbone pass (`core/shared.py`): whole frame."""
+    """Top-k from the process's shared backbone pass (`core/shared.py`): its centre crop."""
 
     def __init__(self, shared):
         from cnn_perception.core.models import ModelInfo

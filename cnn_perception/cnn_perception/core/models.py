@@ -34,9 +34,6 @@ def lite_preprocess(crop: int = 224, resize: int = 256) -> Preprocess:
     return Preprocess(resize=resize, crop=crop, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
-LITE_PREPROCESS = lite_preprocess()
-
-
 @dataclass
 class ModelInfo:
     """What a loaded model is: name, architecture, labels, preprocessing, provenance."""
@@ -78,8 +75,10 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(entry: ModelEntry) -> ModelEntry:
-    """Add an architecture to the registry (a later entry of the same name replaces it)."""
+def register_model(entry: ModelEntry, replace: bool = False) -> ModelEntry:
+    """Add an architecture to the registry; a name taken already needs `replace=True`."""
+    if entry.name in _REGISTRY and not replace:
+        raise ValueError(f'model {entry.name!r} is registered already (replace=True replaces it)')
     _REGISTRY[entry.name] = entry
     return entry
 

@@ -37,7 +37,6 @@ DEFINITIONS = {
         'foxglove_msgs/TextAnnotation[] texts\n'
     ),
 }
-TYPE = contract.ANNOTATION_TYPE
 LINE_LOOP = 2
 # results topic (relative) -> its annotation topic (relative)
 CHANNELS = {

@@ -203,3 +203,13 @@ def jpeg_msg(rgb, header, quality: int = 80):
     from sensor_msgs.msg import CompressedImage
 
     return CompressedImage(header=header, format='rgb8; jpeg compressed bgr8', data=buf.tobytes())
+
+
+def read_rgb(path) -> np.ndarray:
+    """Read an image file as HxWx3 RGB; UserError naming it when it is not one."""
+    from cnn_perception.errors import UserError
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise UserError(f'{path}: not a readable image file')
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -8,9 +8,10 @@ Accepted forms:
   picamera2: or picamera2:<index>              -- Raspberry Pi CSI camera (Picamera2)
   file:<video>                                 -- a video file
   dir:<folder>                                 -- image files, sorted by name
-  bag:<bag>[:<image topic>]                    -- Image / CompressedImage messages of a
-                                                  rosbag2 directory or ROS 1 .bag (the
-                                                  bag's only image topic if none given)
+  bag:<bag>[:<image topic>]                    -- Image / CompressedImage messages of any
+                                                  bag BagReader opens: rosbag2 directory,
+                                                  lone .mcap / .db3, ROS 1 .bag (the bag's
+                                                  only image topic if none given)
   test:                                        -- a synthetic moving scene made of real
                                                   photographs (scikit-image), no camera
 Files that do not exist at start are an error (a typo); a live device that cannot be

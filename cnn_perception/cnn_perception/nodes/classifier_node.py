@@ -11,15 +11,10 @@ dropped, not queued.
 import sys
 
 from cnn_perception_msgs.msg import LabelMap
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from cnn_perception import contract
-from cnn_perception.nodes.common import run_node
+from cnn_perception.nodes.common import QOS_BY_KIND, run_node
 from cnn_perception.nodes.frame_node import FrameNode
-
-LABELS_QOS = QoSProfile(
-    depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
-)
 
 
 class ClassifierNode(FrameNode):
@@ -29,7 +24,8 @@ class ClassifierNode(FrameNode):
     def on_start(self) -> None:
         labels = self.step.labels_msg()
         labels.header.stamp = self.get_clock().now().to_msg()
-        self.labels_pub = self.create_publisher(LabelMap, contract.LABELS.name, LABELS_QOS)
+        qos = QOS_BY_KIND[contract.LABELS.qos]
+        self.labels_pub = self.create_publisher(LabelMap, contract.LABELS.name, qos)
         self.labels_pub.publish(labels)
 
 

@@ -14,12 +14,14 @@ from rcl_interfaces.msg import (
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.qos import (
+    DurabilityPolicy,
     HistoryPolicy,
     QoSProfile,
     ReliabilityPolicy,
 )
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
+from cnn_perception import contract
 from cnn_perception.errors import UserError
 from cnn_perception.params import Param, check_value
 
@@ -38,6 +40,17 @@ RESULT_QOS = QoSProfile(
 OUTPUT_IMAGE_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE
 )
+# Sent once, for late joiners too (the label map): reliable, transient local.
+LATCHED_QOS = QoSProfile(
+    depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
+)
+# contract.Topic.qos -> the profile: every publisher and subscriber takes its QoS from here
+QOS_BY_KIND = {
+    'image_in': IMAGE_QOS,
+    'result': RESULT_QOS,
+    'output_image': OUTPUT_IMAGE_QOS,
+    'latched': LATCHED_QOS,
+}
 
 
 def overridable() -> QoSOverridingOptions:
@@ -108,7 +121,9 @@ class Diagnostics:
         self._lock = threading.Lock()
         self._last_log: dict[str, float] = {}
         self._log_period = log_period
-        self._pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._pub = node.create_publisher(
+            DiagnosticArray, contract.DIAGNOSTICS.name, QOS_BY_KIND[contract.DIAGNOSTICS.qos]
+        )
         node.create_timer(1.0, self.publish)
 
     def count(self, key: str, n: int = 1) -> None:

@@ -14,6 +14,7 @@ from cnn_perception.nodes.common import (
     IMAGE_QOS,
     OK,
     OUTPUT_IMAGE_QOS,
+    QOS_BY_KIND,
     RESULT_QOS,
     WARN,
     Diagnostics,
@@ -40,9 +41,6 @@ def decode_frame(raw: bytes, compressed: bool):
     except Exception as exc:  # malformed CDR from a misbehaving publisher
         raise ImageError(f'undecodable {cls.__name__} message ({type(exc).__name__})') from exc
     return msg.header, frame_to_rgb8(msg)
-
-
-QOS_BY_KIND = {'image_in': IMAGE_QOS, 'result': RESULT_QOS, 'output_image': OUTPUT_IMAGE_QOS}
 
 
 class FrameNode(Node):

@@ -33,10 +33,10 @@ from cnn_perception.tools.bench_report import machine_info, markdown, write_sect
 def one_process_cost() -> dict:
     """Classifier + defect detector on every frame over the classifier alone, per frame.
 
-    One process, the 60 photograph frames, 3 interleaved repeats (`tools/shared.py`): with
+    One process, the 60 photograph frames, 3 interleaved repeats (`tools/bench_shared.py`): with
     one shared backbone pass (desktop.yaml) and with each head's own pass.
     """
-    from cnn_perception.tools.shared import heads, per_frame_costs
+    from cnn_perception.tools.bench_shared import heads, per_frame_costs
     from cnn_perception.tools.zoo import labelled_frames
 
     runs = per_frame_costs([f for f, _ in labelled_frames()], *heads())

@@ -8,7 +8,7 @@ import sys
 
 from cnn_perception.core.models import DEFAULT_MODEL
 from cnn_perception.core.quantize import FINETUNE_STEPS
-from cnn_perception.errors import UserError
+from cnn_perception.io.images import read_rgb
 
 
 def add_parser(sub) -> None:
@@ -86,15 +86,6 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         '--precision', choices=('fp32', 'int8'), default='fp32', help='int8: onnxruntime only'
     )
-
-
-def read_rgb(path: Path):
-    import cv2
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise UserError(f'{path}: not a readable image file')
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def cmd_classify(args) -> int:
