@@ -112,6 +112,8 @@ class FrameHub:
         Called on the leader's thread right after its step; `take` must be quick (the
         followers' latest-frame workers only keep the frame).
         """
+        if not self._followers:
+            return  # the classifier alone: nobody to hand over to
         with self._lock:
             self._handed_at = time.monotonic()
             followers = list(self._followers)
