@@ -4,10 +4,10 @@ What rclcpp's intra-process communication does for composed C++ nodes, for the P
 nodes of one `pipeline` process: the camera hands its frame (an RGB array and the
 header) straight to the processing nodes subscribed to the same topic in the same
 context, and publishes over DDS only while somebody outside the process subscribes too
-(rviz, `bag record`, a node in another process). Measured on a 2-core machine, pushing a
-640x480 frame through Fast DDS's shared memory cost the camera about 1.9 ms of CPU per
-frame, and every subscriber a copy and a deserialisation more (docs/benchmarks.md); the
-hand-over here costs a few microseconds.
+(rviz, `bag record`, a node in another process). Pushing a frame through Fast DDS's
+shared memory costs the camera CPU per frame, and every subscriber a copy and a
+deserialisation more (measured: docs/benchmarks.md, commit 98f0791); the hand-over here
+passes a reference.
 
 Rules that keep it equivalent to the topic:
 - only raw `sensor_msgs/Image` subscribers on the exact resolved topic take part;

@@ -6,10 +6,9 @@ same per-platform YAML, in one process. `python -m cnn_perception run` calls it.
 
 Why a SingleThreadedExecutor: every node already runs its inference on its own worker
 thread (latest frame wins), so callbacks only hand over a reference and never block.
-rclpy's MultiThreadedExecutor, measured here, busy-spins its wait loop while a handler
-thread has not yet taken a ready message; on 2 cores that held the GIL and cut a
-classifier fed at 20 Hz from 20 to 6 results/s with 0.7 s lag spikes. With the single
-threaded executor: all 20/s, worst lag 21 ms.
+rclpy's MultiThreadedExecutor busy-spins its wait loop while a handler thread has not yet
+taken a ready message; on 2 cores that held the GIL and starved the classifier (the
+measurement: README, design notes).
 """
 
 import argparse

@@ -31,12 +31,10 @@ def keep_heap_small(wanted: bool = True, period_s: float = 1.0) -> bool:
     ONNX Runtime without its arena (make_session) allocates each run's tensors anew, and
     glibc, once the first large blocks were freed, serves them from the heap of the
     calling thread's arena, keeping the freed pages: one arena per worker thread, each
-    holding its own. The Pi configuration's peak RSS read 394-448 MB across runs so,
-    348 with `malloc_trim` every second (428 without, same run). Fixing glibc's mmap
-    threshold instead (1 or 4 MiB: 340-360 MB) made every run map and unmap its tensors:
-    the classifier pipeline fell from 92-126 to 65-81 results/s. The trim costs speed
-    too where frames come fast: pipeline / whole frame 0.77 and 0.74 in two `make bench`
-    runs with it, 0.92 without it right after; so only the Pi's processes trim
+    holding its own; `malloc_trim` every second hands them back. Fixing glibc's mmap
+    threshold instead made every run map and unmap its tensors, and the trim costs speed
+    where frames come fast (both measured: docs/benchmarks.md, commit 7036d22); so only
+    the Pi's processes trim
     (platforms.TRIM_HEAP), where the camera runs at 5 frames/s and memory is the limit.
     `wanted` is the platform's choice; CNN_PERCEPTION_TRIM_HEAP=1 / 0 overrides it. Not
     glibc: nothing is started.

@@ -66,8 +66,8 @@ def make_session(model: str | bytes, device: str = 'cpu', num_threads: int = 0):
     # computer that steals the CPU from DDS, the camera and the other nodes.
     opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
     # The CPU arena keeps each session's peak allocations for good; with four sessions
-    # in one process (the Pi runs every node together) that was 36 MB of the 450 MB
-    # budget, for no measurable speed (Lite0 call 0.98-1.04x, within this machine's noise).
+    # in one process (the Pi runs every node together) that cost the Pi's memory budget
+    # for no measurable speed (docs/benchmarks.md, commit 98f0791).
     opts.enable_cpu_mem_arena = False
     providers = ['CPUExecutionProvider']
     if device.startswith('cuda'):

@@ -113,8 +113,8 @@ class SharedBackbone:
         feature-map head, at start-up) or when a head first asks for them.
 
         Activations taken out as graph outputs stop ONNX Runtime fusing the stem's
-        convolution with its batch norm: the graph with them ran 1.07-1.10x the
-        classifier's own, the lean one 1.02x (median of 40 interleaved rounds here).
+        convolution with its batch norm, so every frame goes through the lean graph
+        (the measurements: README, design notes; docs/benchmarks.md, "One backbone pass").
         """
         from cnn_perception.core.backends import OnnxBackend
 
@@ -205,10 +205,10 @@ class SharedBackbone:
         them is run again, with them, for the one head that wants them: the feature
         maps, a few times a second while someone watches). A lone head (one `for_node`
         in the process: desktop.yaml's classifier without the others) skips the cache:
-        hashing the frame was 0.12 ms of its 7. `pin` (the leading head, whose frames are
-        handed on to the others: `intra.FrameHub.hand_over`) keeps this frame's outputs
-        beside the cache until the next pinned frame, so that a follower that wakes late
-        still finds them after the cache of 4 moved on.
+        hashing the frame costs more than it saves there (docs/benchmarks.md). `pin` (the
+        leading head, whose frames are handed on to the others: `intra.FrameHub.hand_over`)
+        keeps this frame's outputs beside the cache until the next pinned frame, so that a
+        follower that wakes late still finds them after the cache of 4 moved on.
         """
         names = [n for n in LEAN if n in self.needs or not self.needs]
         names += self.acts if acts else []
