@@ -43,6 +43,10 @@ class TorchBackend:
         self._torch = torch
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        return self.run_outputs(x)[0]
+
+    def run_outputs(self, x: np.ndarray, names=None) -> list[np.ndarray]:
+        """Every output of the model (a multi-output net's tuple), as numpy."""
         torch = self._torch
         with torch.inference_mode():
             t = torch.from_numpy(x).to(self.device)
@@ -51,7 +55,7 @@ class TorchBackend:
             out = self.model(t)
             if self.device.startswith('cuda'):
                 torch.cuda.synchronize()
-            return out.float().cpu().numpy()
+            return [o.float().cpu().numpy() for o in (out if isinstance(out, tuple) else (out,))]
 
 
 def make_session(model: str | bytes, device: str = 'cpu', num_threads: int = 0):

@@ -49,12 +49,18 @@ def top_k_of(logits, labels, top_k: int, threshold: float, ms: float) -> Predict
 
 
 class Classifier:
-    """A model plus its backend; `predict(rgb)` on HxWx3 uint8 RGB frames."""
+    """A model plus its backend; `predict(rgb)` on HxWx3 uint8 RGB frames.
 
-    def __init__(self, backend, info: ModelInfo):
+    With a `localizer` (`load_classifier(..., localize=True)`) the backend's graph also
+    returns the last feature maps, and `localize(rgb)` gives the classes and their boxes
+    from the same pass (`core/localize.py`).
+    """
+
+    def __init__(self, backend, info: ModelInfo, localizer=None):
         self.backend = backend
         self.info = info
         self.preprocess = info.preprocess
+        self.localizer = localizer
 
     @property
     def labels(self) -> list[str]:
@@ -65,10 +71,37 @@ class Classifier:
         logits, ms = time_call(self.backend.run, x)
         return top_k_of(logits[0], self.labels, top_k, threshold, ms)
 
+    def localize(self, rgb: np.ndarray, top_k: int = 5, threshold: float = 0.0, min_score=0.0):
+        """Return (Prediction, boxes, box_ms): the top-k classes and where they are.
+
+        One network pass (logits and the last feature maps); boxes for the classes at or
+        above `min_score` (`Localizer`), best first; `box_ms` the time of the boxes alone.
+        """
+        if self.localizer is None:
+            raise UserError('this classifier was loaded without localize=True')
+        (logits, features), ms = time_call(self._pass, rgb)
+        pred = top_k_of(logits, self.labels, top_k, threshold, ms)
+        boxes, box_ms = time_call(
+            self.localizer, pred.results, features, logits, self.preprocess,
+            rgb.shape[0], rgb.shape[1], min_score,
+        )  # fmt: skip
+        return pred, boxes, box_ms
+
+    def _pass(self, rgb: np.ndarray):
+        return self._outputs(self.preprocess(rgb))
+
+    def _outputs(self, x: np.ndarray):
+        logits, features = self.backend.run_outputs(x)[:2]
+        return logits[0], features[0]
+
     def warm_up(self, runs: int = 2) -> None:
         x = np.zeros((1, 3, self.preprocess.crop, self.preprocess.crop), np.float32)
         for _ in range(runs):
             self.backend.run(x)
+        if self.localizer is not None:  # CAM or EigenCAM: decided on a noisy input
+            noise = np.random.default_rng(0).integers(0, 256, (1, 3, x.shape[2], x.shape[3]))
+            logits, features = self._outputs(((noise - 127.5) / 64).astype(np.float32))
+            self.localizer.check(features, logits, self.info.name)
 
 
 def int8_path(fp32_path: Path) -> Path:
@@ -119,6 +152,8 @@ def load_classifier(
     num_threads: int = 0,
     input_size: int | None = None,
     precision: str = 'fp32',
+    localize: bool = False,
+    log=print,
 ) -> Classifier:
     """Build a classifier from a registry name, a checkpoint (.pt) or an ONNX file.
 
@@ -126,7 +161,8 @@ def load_classifier(
     the torch model is built; for backend 'onnxruntime' it is exported once to a cached
     .onnx file next to its weights. `precision='int8'` runs the INT8 twin of that export
     (`core/quantize.py`), quantized once with the built-in calibration frames when
-    `export --int8` has not made it yet; the ONNX Runtime backend only.
+    `export --int8` has not made it yet; the ONNX Runtime backend only. `localize`: the
+    graph also returns the last feature maps (export tag 'cam'), for `Classifier.localize`.
     """
     if precision not in ('fp32', 'int8'):
         raise UserError(f'unknown precision {precision!r}: use fp32 or int8')
@@ -135,16 +171,8 @@ def load_classifier(
     if Path(model).suffix == '.onnx':
         if backend != 'onnxruntime':
             raise UserError(f'{model}: an ONNX file runs only on the onnxruntime backend')
-        onnx = OnnxBackend(Path(model), device=device, num_threads=num_threads)
-        info = info_from_onnx(onnx)
-        if input_size and input_size != info.preprocess.crop:
-            # The exported graph has a fixed input size; a different one fails per frame
-            # (reported by the node), which the reliability tests use as a real fault.
-            info.preprocess = info.preprocess.with_size(input_size)
-        if precision == 'int8' and info.precision != 'int8':
-            path = ensure_int8(Path(model), info.preprocess)
-            onnx = OnnxBackend(path, device=device, num_threads=num_threads)
-        return Classifier(onnx, info)
+        return _onnx_classifier(Path(model), device, num_threads, input_size, precision,
+                                localize, log)  # fmt: skip
 
     from cnn_perception.core.models import get_model, is_registered, model_entry
 
@@ -156,7 +184,16 @@ def load_classifier(
 
     if backend == 'torch':
         net, info = build()
-        return Classifier(TorchBackend(net, device, fp16, num_threads), info)
+        if not localize:
+            return Classifier(TorchBackend(net, device, fp16, num_threads), info)
+        from cnn_perception.core.feature_nets import MultiOutputNet
+        from cnn_perception.core.localize import Localizer, head_from_torch
+
+        cam = MultiOutputNet(net, [model_entry(info.arch).cam_layer])
+        torch_backend = TorchBackend(cam, device, fp16, num_threads)
+        channels = torch_backend.run_outputs(info.preprocess(np.zeros((8, 8, 3), np.uint8)))[1]
+        head = head_from_torch(net, channels.shape[1])
+        return Classifier(torch_backend, info, Localizer(head, info.arch, log=log))
     if backend != 'onnxruntime':
         raise UserError(f'unknown backend {backend!r}: use torch or onnxruntime')
     if is_registered(model):
@@ -164,24 +201,67 @@ def load_classifier(
     else:  # a checkpoint of the user's: its own preprocessing says the size
         built = build()
         size, build = built[1].preprocess.crop, lambda: built
+    tag, names, make = '', ('logits',), build
+    if localize:
+        tag, names = 'cam', ('logits', 'features')
+
+        def make():
+            from cnn_perception.core.feature_nets import MultiOutputNet
+
+            net, info = build()
+            return MultiOutputNet(net, [model_entry(info.arch).cam_layer]), info
+
     # Shipped weights exported before (by `export`, or any earlier run) load without
     # importing torch: the Pi path after one export.
-    path = cached_export(model, size, '', build, weights=weights)
+    path = cached_export(model, size, tag, make, weights=weights, output_names=names)
+    return _onnx_classifier(path, device, num_threads, None, precision, localize, log)
+
+
+def _onnx_classifier(path: Path, device, num_threads, input_size, precision, localize, log):
     onnx = OnnxBackend(path, device=device, num_threads=num_threads)
     info = info_from_onnx(onnx)
-    if precision == 'int8':
+    if input_size and input_size != info.preprocess.crop:
+        # The exported graph has a fixed input size; a different one fails per frame
+        # (reported by the node), which the reliability tests use as a real fault.
+        info.preprocess = info.preprocess.with_size(input_size)
+    localizer = None
+    if localize:
+        from cnn_perception.core.localize import Localizer, head_from_onnx
+
+        if len(onnx.session.get_outputs()) < 2:
+            raise UserError(
+                f'{path}: this ONNX graph returns the logits only; localize needs its last '
+                'feature maps too: pass the registry model or checkpoint instead (its '
+                "export with them is made and cached), or export with outputs 'logits', "
+                "'features'"
+            )
+        localizer = Localizer(head_from_onnx(path), info.arch, log=log)
+    if precision == 'int8' and info.precision != 'int8':
         onnx = OnnxBackend(ensure_int8(path, info.preprocess), device, num_threads)
-    return Classifier(onnx, info)
+    return Classifier(onnx, info, localizer)
 
 
 class SharedClassifier(Classifier):
-    """Top-k from the process's shared backbone pass (`core/shared.py`): its centre crop."""
+    """Top-k from the process's shared backbone pass (`core/shared.py`): its centre crop.
 
-    def __init__(self, shared):
+    With `localize`, boxes from the same pass: its last feature maps are an output of the
+    pass (`cam`), the dense head is read from its ONNX file or the torch module.
+    """
+
+    def __init__(self, shared, localize: bool = False, log=print):
         from cnn_perception.core.models import ModelInfo
 
         info = ModelInfo(shared.model, shared.model, shared.labels, shared.preprocess)
-        super().__init__(shared.backend, info)
+        localizer = None
+        if localize:
+            from cnn_perception.core import localize as loc
+
+            if hasattr(shared.backend, 'path'):
+                head = loc.head_from_onnx(shared.backend.path)
+            else:
+                head = loc.head_from_torch(shared.backend.model.net)
+            localizer = loc.Localizer(head, shared.model, log=log)
+        super().__init__(shared.backend, info, localizer)
         self.shared = shared
 
     def predict(self, rgb: np.ndarray, top_k: int = 5, threshold: float = 0.0) -> Prediction:
@@ -189,6 +269,14 @@ class SharedClassifier(Classifier):
         logits, ms = time_call(lambda: self.shared.run(rgb, pin=True)['logits'])
         return top_k_of(logits, self.labels, top_k, threshold, ms)
 
+    def _pass(self, rgb: np.ndarray):
+        out = self.shared.run(rgb, pin=True)
+        return out['logits'], out['cam']
+
     def warm_up(self, runs: int = 2) -> None:
         for i in range(runs):
             self.shared.run(np.full((240, 320, 3), i, np.uint8))
+        if self.localizer is not None:
+            noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+            logits, features = self._pass(noise)
+            self.localizer.check(features, logits, self.info.name)

@@ -35,7 +35,9 @@ import numpy as np
 from cnn_perception.core.models import DEFAULT_MODEL, model_entry
 
 PATCH_LAYERS = (2,)
-LEAN = ('logits', 'patch')  # the outputs of the graph every frame goes through
+# The outputs of the graph every frame goes through: logits, the defect detector's patch
+# features, the last feature maps (the classifier's boxes, `core/localize.py`)
+LEAN = ('logits', 'patch', 'cam')
 _registry: dict[tuple, 'SharedBackbone'] = {}
 _registry_lock = threading.Lock()
 
@@ -88,7 +90,7 @@ class SharedBackbone:
         self.patch_layers = PATCH_LAYERS
         self.preprocess = entry.preprocess
         self.input_size = entry.preprocess.crop
-        self.needs: set[str] = set()  # what the heads read: 'logits', 'patch'
+        self.needs: set[str] = set()  # what the heads read: 'logits', 'patch', 'cam'
         self.heads = 0  # nodes that got it through `for_node`
         self._open_acts = lambda: None  # the ONNX path opens its second graph here
         if backend == 'torch':
@@ -107,7 +109,7 @@ class SharedBackbone:
         self._pinned: tuple[bytes, dict] | None = None  # the leader's last frame
 
     def _onnx(self, model: str):
-        """Open the lean graph (logits, patch features); the one with activations later.
+        """Open the lean graph (logits, patch features, last maps); the one with activations later.
 
         The graph with the feature maps' activations too is opened by `open_acts` (the
         feature-map head, at start-up) or when a head first asks for them.
@@ -118,10 +120,11 @@ class SharedBackbone:
         """
         from cnn_perception.core.backends import OnnxBackend
 
-        lean = OnnxBackend(self._onnx_file(model, []))
+        lean = OnnxBackend(self._onnx_file(model, [self.cam_layer]))
         full = []
         graph_names = {'logits': 'logits', 'patch': 'patch'}
         graph_names.update({a: f'act{i}' for i, a in enumerate(self.acts)})
+        graph_names['cam'] = graph_names[self.cam_layer]
 
         def open_full():
             if not full:
@@ -132,7 +135,7 @@ class SharedBackbone:
             # ONNX Runtime computes only what the requested outputs need: with the
             # classifier alone in the process, the patch features' pooling is skipped
             if all(n in LEAN for n in names):
-                return lean.run_outputs(x, list(names))
+                return lean.run_outputs(x, ['act0' if n == 'cam' else n for n in names])
             return open_full().run_outputs(x, [graph_names[n] for n in names])
 
         self._open_acts = open_full
@@ -155,10 +158,11 @@ class SharedBackbone:
 
         def run(x, names):
             with torch.inference_mode(), lock:
-                backend.model.with_acts = any(n not in LEAN for n in names)
+                backend.model.with_acts = any(n not in LEAN[:2] for n in names)
                 t = torch.from_numpy(x).to(backend.device)
                 outs = backend.model(t.half() if backend.fp16 else t)
                 every = dict(zip(['logits', 'patch', *self.acts], outs, strict=False))
+                every['cam'] = every.get(self.cam_layer)
                 # On CUDA the patch features stay there for the defect detector's search
                 # (torch.cdist), instead of a round trip through the host
                 on_device = {'patch'} if on_gpu else set()
@@ -184,7 +188,8 @@ class SharedBackbone:
             return MultiOutputNet(net, acts, self.patch_layers), info
 
         names = ('logits', 'patch', *[f'act{i}' for i in range(len(acts))])
-        tag = 'sharedv2' + ('acts' if acts else '')  # v1: a 320 px whole-frame graph
+        # lean: v1 a 320 px whole-frame graph, v2 without the last feature maps (`cam`)
+        tag = 'sharedv2acts' if len(acts) > 1 else 'sharedv3'
         return cached_export(model, self.input_size, tag, build, output_names=names)
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
