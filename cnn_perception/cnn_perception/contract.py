@@ -59,6 +59,13 @@ LABELS = Topic(
 CLASSIFIER_OVERLAY = Topic(
     'classifier/overlay', IMAGE, 'output_image', 'classifier', 'frame with the top-3 classes'
 )
+CLASSIFIER_DETECTIONS = Topic(
+    'classifier/detections',
+    'cnn_perception_msgs/msg/DetectionArray',
+    'result',
+    'classifier',
+    'with localize: true, a box per recognised object and track id (empty when none)',
+)
 DETECTIONS = Topic(
     'defects/detections',
     'cnn_perception_msgs/msg/DetectionArray',
@@ -84,6 +91,13 @@ CLASSIFIER_ANNOTATIONS = Topic(
     'classifier',
     'labels for Foxglove (in bags; live where foxglove_msgs is installed)',
 )
+CLASSIFIER_BOX_ANNOTATIONS = Topic(
+    'classifier/box_annotations',
+    ANNOTATION_TYPE,
+    'result',
+    'classifier',
+    'object boxes + labels for Foxglove (with localize: true)',
+)
 DEFECT_ANNOTATIONS = Topic(
     'defects/annotations',
     ANNOTATION_TYPE,
@@ -102,12 +116,14 @@ TOPICS = (
     CLASSIFICATION,
     LABELS,
     CLASSIFIER_OVERLAY,
+    CLASSIFIER_DETECTIONS,
     DETECTIONS,
     DEFECT_EVENTS,
     HEATMAP,
     MOSAIC,
     CAM,
     CLASSIFIER_ANNOTATIONS,
+    CLASSIFIER_BOX_ANNOTATIONS,
     DEFECT_ANNOTATIONS,
     DIAGNOSTICS,
 )

@@ -31,6 +31,7 @@ def _nodes(context):
         arg('image_topic') or None,
     )
     sim = {'use_sim_time': arg('use_sim_time') in TRUE}
+    localize = arg('localize') in TRUE
     # the one-process pipeline decides from --platform; separate node processes are told
     trim = '1' if arg('platform') in platforms.TRIM_HEAP else '0'
     if arg('single_process') in TRUE and entries:
@@ -43,6 +44,8 @@ def _nodes(context):
                 cli += [f'--{name.replace("_", "-")}', arg(name)]
         cli += ['--ros-args', '--log-level', arg('log_level')]
         cli += ['-p', f'use_sim_time:={str(sim["use_sim_time"]).lower()}']
+        if localize:  # only the classifier declares it
+            cli += ['-p', 'localize:=true']
         return [
             Node(
                 package='cnn_perception',
@@ -52,13 +55,17 @@ def _nodes(context):
                 emulate_tty=True,
             )
         ]
+    extra = {'classifier': {'localize': True}} if localize else {}
     return [
         Node(
             package='cnn_perception',
             executable=e.spec.executable,
             name=e.spec.name,
             namespace=e.namespace,
-            parameters=[str(e.params_file), {**e.overrides, **sim}],
+            parameters=[
+                str(e.params_file),
+                {**e.overrides, **sim, **extra.get(e.spec.key, {})},
+            ],
             remappings=list(e.remappings.items()),
             arguments=['--ros-args', '--log-level', arg('log_level')],
             additional_env={'CNN_PERCEPTION_TRIM_HEAP': trim},
@@ -107,6 +114,13 @@ def generate_launch_description():
             description='Run the nodes in one process (the `pipeline` executable): camera '
             'frames reach the other nodes without DDS and the process loads one Python and '
             'one ONNX Runtime; what the Pi uses (its 450 MB budget is for one process)',
+        ),
+        DeclareLaunchArgument(
+            'localize',
+            default_value='false',
+            choices=['true', 'false'],
+            description='Classifier: also publish classifier/detections, a box around each '
+            "recognised object from the classifier's own activations (true overrides the YAML)",
         ),
         DeclareLaunchArgument(
             'log_level',

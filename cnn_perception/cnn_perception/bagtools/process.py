@@ -32,12 +32,14 @@ def process(
     params_file: Path | None = None,
     namespace: str = contract.NAMESPACE,
     log: Callable[[str], None] = print,
+    localize: bool = False,
 ) -> OfflineReport:
     """Run the steps of `nodes` on every frame of the image topic; frames and results to bag_out.
 
     `nodes`: node key -> True, or the value its `bag process --<key> VALUE` flag sets (the
     defect detector's model, a classifier model). Raises BagError (after closing the
-    output) when not one frame could be processed.
+    output) when not one frame could be processed. `localize`: the classifier also
+    writes classifier/detections (boxes from its activations) and their annotations.
     """
     from rclpy.serialization import serialize_message
     from rosbags.rosbag2 import StoragePlugin, Writer
@@ -50,7 +52,8 @@ def process(
     reader = BagReader(bag_in)
     try:
         conns = reader.image_connections(image_topic)
-        steps = build_steps(nodes, params_file, {'backend': backend}, log)
+        overrides = {'backend': backend, 'localize': True if localize else None}
+        steps = build_steps(nodes, params_file, overrides, log)
     except BaseException:
         reader.close()
         raise

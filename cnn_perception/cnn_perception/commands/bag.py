@@ -54,6 +54,11 @@ def add_parser(sub) -> None:
         help='node parameters YAML, as for `run` (default: config/desktop.yaml)',
     )
     q.add_argument('--backend', choices=('onnxruntime', 'torch'), default=None)
+    q.add_argument(
+        '--localize',
+        action='store_true',
+        help='with --classifier: boxes around what it recognises, from its own activations',
+    )
     q.add_argument('--storage', choices=STORAGE, default='mcap')
     q.set_defaults(func=_process)
 
@@ -121,5 +126,6 @@ def _process(args) -> int:
         args.storage,
         args.backend,
         args.params_file,
+        localize=args.localize,
     )
     return 130 if report.interrupted == 'signal' else 0

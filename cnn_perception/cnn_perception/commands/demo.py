@@ -23,8 +23,9 @@ NS = c.NAMESPACE
 # What the demo records and summarises: relative topic -> which node publishes it.
 TOPICS = {
     t.name: NODES[t.node].title
-    for t in (c.CAMERA_IMAGE, c.CLASSIFICATION, c.LABELS, c.CLASSIFIER_OVERLAY, c.DETECTIONS,
-              c.DEFECT_EVENTS, c.HEATMAP, c.MOSAIC, c.CAM)
+    for t in (c.CAMERA_IMAGE, c.CLASSIFICATION, c.LABELS, c.CLASSIFIER_OVERLAY,
+              c.CLASSIFIER_DETECTIONS, c.DETECTIONS, c.DEFECT_EVENTS, c.HEATMAP, c.MOSAIC,
+              c.CAM)
 }  # fmt: skip
 
 
@@ -65,6 +66,8 @@ def cmd_demo(args) -> int:
     params['/**/camera']['ros__parameters'].update(
         source=source, fps=float(args.fps), width=0, height=0, loop=False, wait_for_subscribers=4
     )  # the three processing nodes and the recorder
+    # boxes around what the classifier recognises, drawn on its overlay too
+    params['/**/classifier']['ros__parameters']['localize'] = True
     (out / 'demo_params.yaml').write_text(yaml.safe_dump(params))
     topics = [f'{NS}/{t}' for t in TOPICS]
     env_py = [sys.executable, '-m', 'cnn_perception']
@@ -194,6 +197,13 @@ def summarise(bag: Path, out: Path, seconds: float) -> str:
     for _, m in msgs.get(c.CLASSIFICATION.name, []):
         if m.results:
             classes[m.results[0].label] = classes.get(m.results[0].label, 0) + 1
+    objects: dict[str, tuple[set, set]] = {}  # label -> (frames boxed, track ids)
+    boxes = msgs.get(c.CLASSIFIER_DETECTIONS.name, [])
+    for _, m in boxes:
+        for d in m.detections:
+            frames_, ids = objects.setdefault(d.hypothesis.label, (set(), set()))
+            frames_.add(stamp(m))
+            ids.update([d.id] if d.id else [])
     dets = msgs.get(c.DETECTIONS.name, [])
     flagged = [m for _, m in dets if m.detections]
     md = [
@@ -209,6 +219,15 @@ def summarise(bag: Path, out: Path, seconds: float) -> str:
     md += [f'| {a} | `{NS}/{b}` | {c} | {d} | {e} | {f} |' for a, b, c, d, e, f in rows]
     md += ['', '## Classes seen (top-1)', '']
     md += [f'- {label}: {n} frame(s)' for label, n in sorted(classes.items(), key=lambda x: -x[1])]
+    md += ['', "## Objects boxed (from the classifier's activations)", '']
+    md += [
+        f'{sum(bool(m.detections) for _, m in boxes)} of {len(boxes)} frames with boxes '
+        '(classes of p >= 0.1); a track id (o1, o2, ...) once an object is seen in 2 frames:'
+    ]
+    md += [
+        f'- {label}: boxed in {len(f)} frame(s), {len(ids)} track(s)'
+        for label, (f, ids) in sorted(objects.items(), key=lambda x: -len(x[1][0]))
+    ]
     md += [
         '',
         '## Defects',

@@ -52,3 +52,22 @@ def draw_defects(rgb: np.ndarray, result) -> np.ndarray:
         cv2.rectangle(out, (b.x, b.y), (b.x + b.width - 1, b.y + b.height - 1), (255, 0, 0), thick)
     label = f'{"DEFECT" if result.is_defect else "ok"} {result.score:.2f}'
     return draw_label_panel(out, [label])
+
+
+def draw_objects(rgb: np.ndarray, boxes, ids=None) -> np.ndarray:
+    """Green boxes of localised objects (`core.localize.ObjectBox`), labelled, on a copy."""
+    out = rgb.copy()
+    thick = max(1, min(rgb.shape[:2]) // 240)
+    scale = max(0.4, min(rgb.shape[:2]) / 900)
+    for i, b in enumerate(boxes):
+        p0 = (int(b.x), int(b.y))
+        p1 = (int(b.x + b.width) - 1, int(b.y + b.height) - 1)
+        cv2.rectangle(out, p0, p1, (40, 230, 60), thick + 1)
+        track = f'{ids[i]} ' if ids and ids[i] else ''
+        text = f'{track}{b.label} {b.score:.2f}'
+        y = max(p0[1] - 4, 12)
+        cv2.putText(out, text, (p0[0] + 2, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+                    thick + 2, cv2.LINE_AA)  # fmt: skip
+        cv2.putText(out, text, (p0[0] + 2, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (120, 255, 120),
+                    thick, cv2.LINE_AA)  # fmt: skip
+    return out

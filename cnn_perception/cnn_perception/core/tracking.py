@@ -9,7 +9,9 @@ A drone sweeping along a wall sees each crack in many consecutive frames. Per fr
    a new one;
 3. a track is confirmed after `confirm` hits and ends after `end_after` frames unseen or
    when it has left the image.
-Confirmed tracks get ids 'd1', 'd2', ... in confirmation order; tentative ones have none.
+Confirmed tracks get ids 'd1', 'd2', ... (the tracker's `prefix`) in confirmation order;
+tentative ones have none. Boxes with a `class_id` (recognised objects) are matched only to
+tracks of their class.
 Each track keeps where its box centre was relative to the image centre per hit, so the
 moment it passed nearest the centre can be interpolated (for geotags).
 """
@@ -37,6 +39,7 @@ class Track:
     # (stamp ns, box centre x - image centre x, box centre y - image centre y) per hit
     path: list[tuple[int, float, float]] = field(default_factory=list)
     data: dict = field(default_factory=dict)  # what a caller keeps per track (crops)
+    class_id: int | None = None  # objects: a track follows one class
 
     @property
     def confirmed(self) -> bool:
@@ -100,8 +103,8 @@ class MotionEstimator:
 
 
 class DefectTracker:
-    def __init__(self, confirm: int = 3, end_after: int = 5, gate: float = 1.0):
-        self.confirm, self.end_after, self.gate = confirm, end_after, gate
+    def __init__(self, confirm: int = 3, end_after: int = 5, gate: float = 1.0, prefix: str = 'd'):
+        self.confirm, self.end_after, self.gate, self.prefix = confirm, end_after, gate, prefix
         self.motion = MotionEstimator()
         self.tracks: list[Track] = []
         self.next_id = 1
@@ -119,7 +122,7 @@ class DefectTracker:
         return self.reset()
 
     def update(self, rgb: np.ndarray, boxes, ns: int) -> FrameTracks:
-        """Boxes: objects with x, y, width, height, score (core.defects.Box)."""
+        """Boxes: objects with x, y, width, height, score (core.defects.Box), maybe class_id."""
         ended: list[Track] = []
         if self.last_ns is not None and ns < self.last_ns:
             ended += self.reset()
@@ -130,14 +133,15 @@ class DefectTracker:
             x, y, bw, bh = t.box
             t.box = (x + dx, y + dy, bw, bh)
         dets = [(float(b.x), float(b.y), float(b.width), float(b.height)) for b in boxes]
-        owner = self._assign(dets)
+        classes = [getattr(b, 'class_id', None) for b in boxes]
+        owner = self._assign(dets, classes)
         ids = []
         confirmed = []
         matched = set()
         for i, (b, det) in enumerate(zip(boxes, dets, strict=True)):
             t = owner.get(i)
             if t is None:
-                t = Track(det, ns, ns)
+                t = Track(det, ns, ns, class_id=classes[i])
                 self.tracks.append(t)
             elif id(t) in matched:  # a fragment of a defect already seen in this frame
                 ids.append(t.id)
@@ -152,7 +156,7 @@ class DefectTracker:
             t.path.append((ns, cx, cy))
             self._best(t, b, det, ns)
             if not t.confirmed and t.hits >= self.confirm:
-                t.id = f'd{self.next_id}'
+                t.id = f'{self.prefix}{self.next_id}'
                 self.next_id += 1
                 confirmed.append(t)
             ids.append(t.id)
@@ -175,7 +179,7 @@ class DefectTracker:
         if b.score >= t.best_score:
             t.best_score, t.best_ns, t.best_box = float(b.score), ns, det
 
-    def _assign(self, dets) -> dict[int, Track]:
+    def _assign(self, dets, classes) -> dict[int, Track]:
         """Map detection index to track: assignment first, then fragments inside a box."""
         from scipy.optimize import linear_sum_assignment
 
@@ -185,7 +189,7 @@ class DefectTracker:
         for i, d in enumerate(dets):
             for j, t in enumerate(self.tracks):
                 n = _centre_distance(d, t.box)
-                if n <= self.gate:
+                if n <= self.gate and t.class_id == classes[i]:
                     cost[i, j] = n
         rows, cols = linear_sum_assignment(cost)
         owner = {
@@ -196,6 +200,8 @@ class DefectTracker:
                 continue
             cx, cy = d[0] + d[2] / 2, d[1] + d[3] / 2
             for t in owner.values():
+                if t.class_id != classes[i]:
+                    continue
                 x, y, bw, bh = t.box
                 if x - bw / 2 <= cx <= x + 1.5 * bw and y - bh / 2 <= cy <= y + 1.5 * bh:
                     owner[i] = t

@@ -7,8 +7,9 @@ The definitions below are written from the fields documented on docs.foxglove.de
 the schema without a foxglove_msgs install. Live nodes publish them where a foxglove_msgs
 package is importable (`apt install ros-$ROS_DISTRO-foxglove-msgs`).
 
-One annotation channel per result kind: `classifier/annotations` (top-3 labels) and
-`defects/annotations` (a box per defect, labelled with its track id and score).
+One annotation channel per result kind: `classifier/annotations` (top-3 labels),
+`classifier/box_annotations` (a green box per recognised object: track id, label, score)
+and `defects/annotations` (a red box per defect, labelled with its track id and score).
 """
 
 import importlib
@@ -41,6 +42,7 @@ LINE_LOOP = 2
 # results topic (relative) -> its annotation topic (relative)
 CHANNELS = {
     contract.CLASSIFICATION.name: contract.CLASSIFIER_ANNOTATIONS.name,
+    contract.CLASSIFIER_DETECTIONS.name: contract.CLASSIFIER_BOX_ANNOTATIONS.name,
     contract.DETECTIONS.name: contract.DEFECT_ANNOTATIONS.name,
 }
 
@@ -131,21 +133,24 @@ class Builder:
         ]
         return self.annotations(texts=texts)
 
-    def for_detections(self, msg):
-        """Draw a red box per defect, labelled with its track id and score."""
+    def for_detections(self, msg, objects: bool = False):
+        """Draw a box per detection with its track id and score: red defects, green objects."""
         s = msg.header.stamp
         points, texts = [], []
+        color = (0.1, 0.9, 0.2) if objects else (1, 0.1, 0.1)
+        back = (0, 0.45, 0.1, 0.7) if objects else (0.8, 0, 0, 0.7)
         for d in msg.detections:
             b = d.bbox
             x, y = b.center_x - b.size_x / 2, b.center_y - b.size_y / 2
-            points.append(self.box(s, x, y, b.size_x, b.size_y, (1, 0.1, 0.1)))
-            label = f'{d.id or "defect"} {d.hypothesis.score:.2f}'
-            texts.append(self.text(s, x, max(12.0, y - 4), label, 12.0, (1, 1, 1),
-                                   (0.8, 0, 0, 0.7)))  # fmt: skip
+            points.append(self.box(s, x, y, b.size_x, b.size_y, color))
+            name = f'{d.id} {d.hypothesis.label}' if objects else d.id or 'defect'
+            label = f'{name.strip()} {d.hypothesis.score:.2f}'
+            texts.append(self.text(s, x, max(12.0, y - 4), label, 12.0, (1, 1, 1), back))
         return self.annotations(points, texts)
 
     def for_result(self, topic: str, msg):
         """Build the annotations of a result message on `topic` (ending in a CHANNELS key)."""
         if topic.endswith('classification'):
             return self.for_classification(msg)
-        return self.for_detections(msg)
+        objects = topic.endswith(contract.CLASSIFIER_DETECTIONS.name)
+        return self.for_detections(msg, objects=objects)

@@ -1,10 +1,17 @@
 """The classifier's step (demo D4): frame -> top-k Classification (+ labelled overlay)."""
 
-from cnn_perception_msgs.msg import Classification, LabelMap, ObjectHypothesis
+from cnn_perception_msgs.msg import (
+    BoundingBox2D,
+    Classification,
+    Detection,
+    DetectionArray,
+    LabelMap,
+    ObjectHypothesis,
+)
 
 from cnn_perception import contract
 from cnn_perception.core.classifier import Prediction, load_classifier
-from cnn_perception.core.draw import draw_label_panel
+from cnn_perception.core.draw import draw_label_panel, draw_objects
 from cnn_perception.core.models import DEFAULT_MODEL
 from cnn_perception.errors import UserError
 from cnn_perception.params import Param
@@ -46,7 +53,28 @@ PARAMS = [
     Param(
         'score_threshold', 0.0, 'Classes scoring below this are not published', 0.0, 1.0, live=True
     ),
+    Param(
+        'localize',
+        False,
+        'Also publish classifier/detections: a box around each recognised object, from the '
+        "classifier's own activations (class activation maps; same network pass)",
+    ),
+    Param(
+        'localize_min_score',
+        0.1,
+        'Smallest class probability that gets boxes (with localize)',
+        0.0,
+        1.0,
+        live=True,
+    ),
+    Param(
+        'object_tracking',
+        True,
+        'With localize: follow each object across frames (camera motion compensated); '
+        "Detection.id is its track id ('o1', 'o2', ... once seen in 2 frames)",
+    ),
 ]
+OBJECT_CONFIRM_FRAMES, OBJECT_END_AFTER_FRAMES = 2, 5
 
 
 def classification_msg(header, pred: Prediction, model: str) -> Classification:
@@ -54,6 +82,30 @@ def classification_msg(header, pred: Prediction, model: str) -> Classification:
     msg.results = [
         ObjectHypothesis(class_id=h.class_id, label=h.label, score=h.score) for h in pred.results
     ]
+    return msg
+
+
+def object_detections_msg(header, pred: Prediction, boxes, model: str, ids) -> DetectionArray:
+    """Every processed frame gets one (empty: nothing recognised above the minimum score)."""
+    msg = DetectionArray(
+        header=header,
+        model=model,
+        image_score=float(pred.results[0].score) if pred.results else 0.0,
+        inference_ms=float(pred.inference_ms),
+    )
+    for i, b in enumerate(boxes):
+        msg.detections.append(
+            Detection(
+                hypothesis=ObjectHypothesis(class_id=b.class_id, label=b.label, score=b.score),
+                bbox=BoundingBox2D(
+                    center_x=float(b.x + b.width / 2.0),
+                    center_y=float(b.y + b.height / 2.0),
+                    size_x=float(b.width),
+                    size_y=float(b.height),
+                ),
+                id=ids[i] if ids is not None else str(i),
+            )
+        )
     return msg
 
 
@@ -67,7 +119,11 @@ class ClassifierStep(Step):
 
     key = 'classifier'
     PARAMS = PARAMS
-    outputs = (contract.CLASSIFICATION, contract.CLASSIFIER_OVERLAY)
+    outputs = (
+        contract.CLASSIFICATION,
+        contract.CLASSIFIER_OVERLAY,
+        contract.CLASSIFIER_DETECTIONS,
+    )
     # Every frame it processes goes through the shared pass: the other heads on the same
     # stream take their frames from it (core/shared.py, `hand_over`).
     leads_shared_pass = True
@@ -76,13 +132,21 @@ class ClassifierStep(Step):
         super().__init__(p, log)
         self.top_k, self.threshold = p['top_k'], float(p['score_threshold'])
         self.precision = p['precision']
+        self.localize, self.min_score = bool(p['localize']), float(p['localize_min_score'])
+        self.tracker = None
+        if self.localize and p['object_tracking']:
+            from cnn_perception.core.tracking import DefectTracker
+
+            self.tracker = DefectTracker(OBJECT_CONFIRM_FRAMES, OBJECT_END_AFTER_FRAMES,
+                                         prefix='o')  # fmt: skip
         self.shared_pass = None
         if p['shared_backbone']:
             from cnn_perception.core.classifier import SharedClassifier
             from cnn_perception.core.shared import SharedBackbone
 
-            self.shared_pass = SharedBackbone.for_node(p['model'], p, ('logits',))
-            self.clf = SharedClassifier(self.shared_pass)
+            needs = ('logits', 'cam') if self.localize else ('logits',)
+            self.shared_pass = SharedBackbone.for_node(p['model'], p, needs)
+            self.clf = SharedClassifier(self.shared_pass, self.localize, log)
             if self.precision == 'int8':
                 log('precision int8 is not used with shared_backbone: the shared pass is fp32')
             self.precision = 'fp32, shared backbone pass'
@@ -108,6 +172,8 @@ class ClassifierStep(Step):
             fp16=p['fp16'],
             num_threads=p['num_threads'],
             input_size=p['input_size'] or None,
+            localize=self.localize,
+            log=log,
         )
         try:
             return load_classifier(p['model'], precision=self.precision, **kw)
@@ -122,6 +188,8 @@ class ClassifierStep(Step):
             self.top_k = int(value)
         elif name == 'score_threshold':
             self.threshold = float(value)
+        elif name == 'localize_min_score':
+            self.min_score = float(value)
 
     def labels_msg(self) -> LabelMap:
         return LabelMap(
@@ -129,12 +197,26 @@ class ClassifierStep(Step):
         )
 
     def __call__(self, rgb, header, want=frozenset()) -> StepOutput:
-        pred = self.clf.predict(rgb, self.top_k, self.threshold)
+        boxes = None
+        if self.localize:
+            pred, boxes, box_ms = self.clf.localize(rgb, self.top_k, self.threshold,
+                                                    self.min_score)  # fmt: skip
+        else:
+            pred = self.clf.predict(rgb, self.top_k, self.threshold)
         out = StepOutput(
             [(contract.CLASSIFICATION, classification_msg(header, pred, self.model_name))],
             values={'last_inference_ms': round(pred.inference_ms, 2)},
         )
+        ids = None
+        if boxes is not None:
+            if self.tracker is not None:
+                ids = self.tracker.update(rgb, boxes, contract.stamp_ns(header)).ids
+            msg = object_detections_msg(header, pred, boxes, self.model_name, ids)
+            out.messages.append((contract.CLASSIFIER_DETECTIONS, msg))
+            out.values['last_boxes_ms'] = round(box_ms, 2)
+            out.values['objects_tracked'] = self.tracker.next_id - 1 if self.tracker else 0
         if contract.CLASSIFIER_OVERLAY in want:
-            panel = draw_label_panel(rgb, overlay_lines(pred, self.model_name))
+            frame = draw_objects(rgb, boxes, ids) if boxes else rgb
+            panel = draw_label_panel(frame, overlay_lines(pred, self.model_name))
             out.images.append((contract.CLASSIFIER_OVERLAY, panel))
         return out
