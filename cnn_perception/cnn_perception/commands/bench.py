@@ -44,6 +44,18 @@ def add_parser(sub) -> None:
         help='only one backbone pass shared by the heads: its cost and what it changes',
     )
     p.add_argument(
+        '--localize',
+        action='store_true',
+        help="only boxes from the classifier's activations (localisation accuracy, cost): "
+        'the localize section',
+    )
+    p.add_argument(
+        '--calibrate',
+        action='store_true',
+        help="with --localize: measure the map threshold and each model's map shift on a "
+        'calibration set (the values core/localize.py ships)',
+    )
+    p.add_argument(
         '--transport',
         action='store_true',
         help='only compressed vs raw images (bytes, encode/decode cost): the transport section',
@@ -65,11 +77,20 @@ def add_parser(sub) -> None:
 
 
 # `bench --<tag>` -> the tools module measuring it (by default the tag itself)
-SECTION_MODULES = {'shared': 'bench_shared'}
+SECTION_MODULES = {'shared': 'bench_shared', 'localize': 'bench_localize'}
 
 
 def _bench(args) -> int:
-    for tag in ('zoo', 'transport', 'int8', 'shared'):
+    if args.localize and args.calibrate:
+        import json
+
+        from cnn_perception.tools.bench_localize import calibrate
+        from cnn_perception.tools.zoo import ZOO
+
+        for name in ZOO:
+            print(json.dumps(calibrate(name)), flush=True)
+        return 0
+    for tag in ('zoo', 'transport', 'int8', 'shared', 'localize'):
         if getattr(args, tag):
             return _section(args, tag)
     from cnn_perception.tools.bench import main_bench

@@ -25,6 +25,22 @@ def add_parser(sub) -> None:
     p.add_argument('--json', action='store_true', help='one JSON object per image and line')
     p.set_defaults(func=cmd_classify)
 
+    p = sub.add_parser(
+        'localize',
+        help='boxes around what the classifier recognises, from its own activations (CAM)',
+    )
+    p.add_argument('images', nargs='+', type=Path, metavar='IMAGE')
+    _model_args(p)
+    p.add_argument('--top-k', type=int, default=5, help='classes considered per image')
+    p.add_argument(
+        '--min-score', type=float, default=0.1, help='smallest class probability given boxes'
+    )
+    p.add_argument('--json', action='store_true', help='one JSON object per image and line')
+    p.add_argument(
+        '--out', type=Path, default=None, metavar='DIR', help='write each image with its boxes'
+    )
+    p.set_defaults(func=cmd_localize)
+
     p = sub.add_parser('export', help='export a model to ONNX, with a parity check')
     p.add_argument('model', metavar='MODEL', help='registry name or checkpoint (.pt)')
     p.add_argument('--weights', default=None, help='weights file for a registry model')
@@ -128,6 +144,59 @@ def cmd_classify(args) -> int:
             for h in pred.results:
                 print(f'  {h.score:6.1%}  {h.label} [{h.class_id}]')
     return 0
+
+
+def cmd_localize(args) -> int:
+    """Boxes per image: JSON lines (x, y: top-left corner in source pixels, best first)."""
+    from cnn_perception.core.classifier import load_classifier
+
+    clf = load_classifier(
+        args.model,
+        weights=args.weights,
+        backend=args.backend,
+        device=args.device,
+        fp16=args.fp16,
+        num_threads=args.num_threads,
+        input_size=args.input_size,
+        precision=args.precision,
+        localize=True,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    clf.warm_up()
+    for path in args.images:
+        rgb = read_rgb(path)
+        pred, boxes, _ = clf.localize(rgb, args.top_k, 0.0, args.min_score)
+        if args.json:
+            dets = [b.to_dict() for b in boxes]
+            print(json.dumps({'image': str(path), 'detections': dets}), flush=True)
+        else:
+            print(f'{path}  ({clf.info.name}, {args.backend}, {pred.inference_ms:.1f} ms)')
+            for b in boxes:
+                print(f'  {b.score:5.2f}  {b.label} [{b.class_id}]  x={b.x:.0f} y={b.y:.0f} '
+                      f'w={b.width:.0f} h={b.height:.0f}')  # fmt: skip
+            if not boxes:
+                print(f'  nothing recognised with p >= {args.min_score}')
+        if args.out:
+            _write_localized(args.out, path, rgb, clf, pred, boxes)
+    return 0
+
+
+def _write_localized(out_dir: Path, path: Path, rgb, clf, pred, boxes) -> None:
+    """Write the image with the top class's map and every box (`DIR/<name>.boxes.png`)."""
+    import cv2
+
+    from cnn_perception.core.draw import draw_objects, heatmap_overlay
+    from cnn_perception.core.localize import source_map
+
+    out = rgb
+    if pred.results:
+        logits, features = clf._pass(rgb)
+        cam = clf.localizer.maps(features, [pred.results[0].class_id])[0]
+        out = heatmap_overlay(rgb, source_map(clf.localizer, cam, clf.preprocess, *rgb.shape[:2]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f'{Path(path).stem}.boxes.png'
+    cv2.imwrite(str(target), cv2.cvtColor(draw_objects(out, boxes), cv2.COLOR_RGB2BGR))
+    print(f'wrote {target}', file=sys.stderr)
 
 
 def cmd_export(args) -> int:
