@@ -104,7 +104,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def cmd_classify(args) -> int:
+def _load(args, **kw):
+    """Load and warm up the classifier that `_model_args` describe."""
     from cnn_perception.core.classifier import load_classifier
 
     clf = load_classifier(
@@ -116,8 +117,14 @@ def cmd_classify(args) -> int:
         num_threads=args.num_threads,
         input_size=args.input_size,
         precision=args.precision,
+        **kw,
     )
     clf.warm_up()
+    return clf
+
+
+def cmd_classify(args) -> int:
+    clf = _load(args)
     for path in args.images:
         rgb = read_rgb(path)
         preds = [clf.predict(rgb, args.top_k) for _ in range(max(1, args.repeat))]
@@ -148,21 +155,7 @@ def cmd_classify(args) -> int:
 
 def cmd_localize(args) -> int:
     """Boxes per image: JSON lines (x, y: top-left corner in source pixels, best first)."""
-    from cnn_perception.core.classifier import load_classifier
-
-    clf = load_classifier(
-        args.model,
-        weights=args.weights,
-        backend=args.backend,
-        device=args.device,
-        fp16=args.fp16,
-        num_threads=args.num_threads,
-        input_size=args.input_size,
-        precision=args.precision,
-        localize=True,
-        log=lambda m: print(m, file=sys.stderr),
-    )
-    clf.warm_up()
+    clf = _load(args, localize=True, log=lambda m: print(m, file=sys.stderr))
     for path in args.images:
         rgb = read_rgb(path)
         pred, boxes, _ = clf.localize(rgb, args.top_k, 0.0, args.min_score)
