@@ -54,15 +54,22 @@ def run(
     image_topic: str | None = None,
     params_file: Path | None = None,
     log=print,
+    step=None,
 ) -> ReportResult:
-    """Process the bag with the defect step and tracking; returns the findings."""
+    """Process the bag with the defect step and tracking; returns the findings.
+
+    `step`: a defect step built before (`build_steps`, tracking on) to reuse, its model
+    loaded once for many bags (`fleet.py`); it is reset first.
+    """
     from cnn_perception.bagtools.offline import build_steps, drive
     from cnn_perception.io.bags import BagReader, norm_topic
     from cnn_perception.steps.inspection import POSITION_TYPES
 
     with BagReader(bag) as reader:
         conns = reader.image_connections(image_topic)
-        (step,) = build_steps({'defects': defects}, params_file, {'tracking': True}, log)
+        if step is None:
+            (step,) = build_steps({'defects': defects}, params_file, {'tracking': True}, log)
+        step.reset()
         p = step.p
         res = ReportResult(settings={k: p[k] for k in (
             'model', 'backend', 'tile', 'sensitivity', 'min_area', 'confirm_frames',
@@ -120,6 +127,21 @@ def _row(f) -> dict:
     }
 
 
+def geojson_text(rows: list[dict]) -> str:
+    """Return the rows as a FeatureCollection: Points (lon, lat), null without a fix."""
+    features = [
+        {
+            'type': 'Feature',
+            'geometry': {'type': 'Point', 'coordinates': [r['longitude'], r['latitude']]}
+            if r['latitude'] is not None
+            else None,
+            'properties': r,
+        }
+        for r in rows
+    ]
+    return json.dumps({'type': 'FeatureCollection', 'features': features}, indent=1)
+
+
 def write(res: ReportResult, out: Path, bag: Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,18 +154,7 @@ def write(res: ReportResult, out: Path, bag: Path) -> dict[str, Path]:
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
         w.writerows(res.rows)
-    features = [
-        {
-            'type': 'Feature',
-            'geometry': {'type': 'Point', 'coordinates': [r['longitude'], r['latitude']]}
-            if r['latitude'] is not None
-            else None,
-            'properties': r,
-        }
-        for r in res.rows
-    ]
-    paths['geojson'].write_text(json.dumps({'type': 'FeatureCollection', 'features': features},
-                                           indent=1))  # fmt: skip
+    paths['geojson'].write_text(geojson_text(res.rows))
     paths['html'].write_text(_html(res, bag))
     return paths
 

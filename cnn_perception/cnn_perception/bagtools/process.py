@@ -33,6 +33,7 @@ def process(
     namespace: str = contract.NAMESPACE,
     log: Callable[[str], None] = print,
     localize: bool = False,
+    steps: list | None = None,
 ) -> OfflineReport:
     """Run the steps of `nodes` on every frame of the image topic; frames and results to bag_out.
 
@@ -40,6 +41,8 @@ def process(
     defect detector's model, a classifier model). Raises BagError (after closing the
     output) when not one frame could be processed. `localize`: the classifier also
     writes classifier/detections (boxes from its activations) and their annotations.
+    `steps`: steps built before for these nodes, reused (reset first): many bags, models
+    loaded once (`fleet.py`).
     """
     from rclpy.serialization import serialize_message
     from rosbags.rosbag2 import StoragePlugin, Writer
@@ -53,7 +56,10 @@ def process(
     try:
         conns = reader.image_connections(image_topic)
         overrides = {'backend': backend, 'localize': True if localize else None}
-        steps = build_steps(nodes, params_file, overrides, log)
+        if steps is None:
+            steps = build_steps(nodes, params_file, overrides, log)
+        for s in steps:
+            s.reset()
     except BaseException:
         reader.close()
         raise

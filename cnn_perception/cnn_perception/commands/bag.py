@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 from cnn_perception.bagtools import STORAGE
+from cnn_perception.commands.report import add_fleet_flags
+from cnn_perception.errors import UserError
 
 
 def add_parser(sub) -> None:
@@ -39,8 +41,15 @@ def add_parser(sub) -> None:
     q.set_defaults(func=_info)
 
     q = bsub.add_parser('process', help='run the models offline on every image of a bag')
-    q.add_argument('bag_in', type=Path, metavar='IN')
-    q.add_argument('bag_out', type=Path, metavar='OUT')
+    q.add_argument(
+        'bags',
+        type=Path,
+        nargs='+',
+        metavar='IN [OUT]',
+        help='IN OUT: one bag into a new bag OUT; with --out-dir: every IN (bags, or folders '
+        'of them) into OUT_DIR/<flight>/bag, on Ray',
+    )
+    q.add_argument('--out-dir', type=Path, default=None, help='many bags: where their results go')
     add_node_flags(q)
     q.add_argument(
         '--image-topic',
@@ -60,6 +69,7 @@ def add_parser(sub) -> None:
         help='with --classifier: boxes around what it recognises, from its own activations',
     )
     q.add_argument('--storage', choices=STORAGE, default='mcap')
+    add_fleet_flags(q)
     q.set_defaults(func=_process)
 
 
@@ -118,9 +128,21 @@ def _info(args) -> int:
 def _process(args) -> int:
     from cnn_perception.bagtools import process
 
+    if args.out_dir is not None:
+        from cnn_perception.commands.report import run_fleet_cli
+        from cnn_perception.fleet import find_bags
+
+        job = {'kind': 'process', 'nodes': {k: (str(v) if v not in (True, None) else v)
+                                            for k, v in chosen_nodes(args).items()},
+               'image_topic': args.image_topic, 'storage': args.storage,
+               'backend': args.backend, 'localize': args.localize,
+               'params_file': str(args.params_file) if args.params_file else None}  # fmt: skip
+        return run_fleet_cli(args, find_bags(args.bags), args.out_dir, job)
+    if len(args.bags) != 2:
+        raise UserError('bag process IN OUT (one bag), or IN... --out-dir DIR (many)')
     report = process(
-        args.bag_in,
-        args.bag_out,
+        args.bags[0],
+        args.bags[1],
         chosen_nodes(args),
         args.image_topic,
         args.storage,

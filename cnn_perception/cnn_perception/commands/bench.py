@@ -56,6 +56,11 @@ def add_parser(sub) -> None:
         'calibration set (the values core/localize.py ships)',
     )
     p.add_argument(
+        '--fleet',
+        action='store_true',
+        help='only many bags: one process vs Ray with 1 and 2 workers: the fleet section',
+    )
+    p.add_argument(
         '--transport',
         action='store_true',
         help='only compressed vs raw images (bytes, encode/decode cost): the transport section',
@@ -77,7 +82,7 @@ def add_parser(sub) -> None:
 
 
 # `bench --<tag>` -> the tools module measuring it (by default the tag itself)
-SECTION_MODULES = {'shared': 'bench_shared', 'localize': 'bench_localize'}
+SECTION_MODULES = {'shared': 'bench_shared', 'localize': 'bench_localize', 'fleet': 'bench_fleet'}
 
 
 def _bench(args) -> int:
@@ -90,7 +95,7 @@ def _bench(args) -> int:
         for name in ZOO:
             print(json.dumps(calibrate(name)), flush=True)
         return 0
-    for tag in ('zoo', 'transport', 'int8', 'shared', 'localize'):
+    for tag in ('zoo', 'transport', 'int8', 'shared', 'localize', 'fleet'):
         if getattr(args, tag):
             return _section(args, tag)
     from cnn_perception.tools.bench import main_bench

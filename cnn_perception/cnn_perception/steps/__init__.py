@@ -102,6 +102,9 @@ class Step:
         """Close what spans frames (open defect tracks) at the end of a stream."""
         return StepOutput()
 
+    def reset(self) -> None:
+        """Forget what spans frames (tracks, positions): the next frames are another flight."""
+
 
 def step_class(key: str) -> type[Step]:
     from cnn_perception.platforms import load_plugins

@@ -13,6 +13,7 @@ from cnn_perception import contract
 from cnn_perception.core.classifier import Prediction, load_classifier
 from cnn_perception.core.draw import draw_label_panel, draw_objects
 from cnn_perception.core.models import DEFAULT_MODEL
+from cnn_perception.core.tracking import DefectTracker
 from cnn_perception.errors import UserError
 from cnn_perception.params import Param
 from cnn_perception.steps import Step, StepOutput
@@ -135,8 +136,6 @@ class ClassifierStep(Step):
         self.localize, self.min_score = bool(p['localize']), float(p['localize_min_score'])
         self.tracker = None
         if self.localize and p['object_tracking']:
-            from cnn_perception.core.tracking import DefectTracker
-
             self.tracker = DefectTracker(OBJECT_CONFIRM_FRAMES, OBJECT_END_AFTER_FRAMES,
                                          prefix='o')  # fmt: skip
         self.shared_pass = None
@@ -182,6 +181,11 @@ class ClassifierStep(Step):
             log(f'{exc}; running fp32')
             self.precision = 'fp32 (int8 refused by the quality gate)'
             return load_classifier(p['model'], **kw)
+
+    def reset(self) -> None:
+        if self.tracker is not None:  # ids start again at o1
+            self.tracker = DefectTracker(OBJECT_CONFIRM_FRAMES, OBJECT_END_AFTER_FRAMES,
+                                         prefix='o')  # fmt: skip
 
     def set(self, name: str, value) -> None:
         if name == 'top_k':

@@ -154,6 +154,10 @@ class DefectStep(Step):
             out.images.append((contract.HEATMAP, draw_defects(rgb, res)))
         return out
 
+    def reset(self) -> None:
+        if self.inspector is not None:
+            self.inspector = Inspector(self.p['confirm_frames'], self.p['end_after_frames'])
+
     def finish(self, header) -> StepOutput:
         """End every open defect track (the end of a bag): their ENDED events."""
         events = self.inspector.finish(header) if self.inspector is not None else []
