@@ -57,7 +57,8 @@ def fleet(tmp_path_factory):
 
 def report(d, out, *extra, wait=True):
     args = [sys.executable, '-m', 'cnn_perception', 'report', str(d / 'bags'), '--defects',
-            str(d / 'wall.npz'), '--out', str(out), '--ray-address', f'127.0.0.1:{PORT}', *extra]  # fmt: skip
+            str(d / 'wall.npz'), '--out', str(out), '--ray-address', f'127.0.0.1:{PORT}',
+            *extra]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if not wait:
         return proc
@@ -66,7 +67,7 @@ def report(d, out, *extra, wait=True):
 
 
 def outputs(out: Path) -> dict:
-    """What a run leaves, without timings: merged defects and each flight's files."""
+    """Return what a run leaves, without timings: merged defects and each flight's files."""
     res = {'csv': sorted((out / 'defects.csv').read_text().splitlines())}
     for f in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith('.')):
         summary = json.loads((f / 'summary.json').read_text())
