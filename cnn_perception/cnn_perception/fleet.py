@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+import re
 import shutil
 import time
 
@@ -38,7 +39,11 @@ def is_bag(p: Path) -> bool:
 
 
 def find_bags(paths) -> list[Path]:
-    """Bags named or found under folders (a rosbag2 directory is not searched inside)."""
+    """Bags named or found under folders (a rosbag2 directory is not searched inside).
+
+    A folder holding only the numbered pieces of one recording (`rec_0.mcap`, `rec_1.mcap`)
+    is one bag, as `bag info` reads it; other loose `.mcap` / `.db3` files are one each.
+    """
     out: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
@@ -50,16 +55,24 @@ def find_bags(paths) -> list[Path]:
             raise UserError(f'{p}: not a bag (rosbag2 directory, .bag, .mcap or .db3)')
         for root, dirs, files in os.walk(p):
             here = Path(root)
-            if (here / 'metadata.yaml').is_file():
-                out.append(here)
+            pieces = sorted(f for f in files if f.endswith(PIECES))
+            if (here / 'metadata.yaml').is_file() or _one_split(pieces):
+                out.append(here)  # one recording (`io/bag_layout.py` reads the pieces)
                 dirs[:] = []
                 continue
             dirs.sort()
-            out += [here / f for f in sorted(files) if f.endswith(PIECES)]
+            out += [here / f for f in pieces]
     unique = list(dict.fromkeys(q.resolve() for q in out))
     if not unique:
         raise UserError(f'no bags in {", ".join(map(str, paths))}')
     return unique
+
+
+def _one_split(pieces: list[str]) -> bool:
+    """Whether a folder's files are the numbered pieces of one split recording (name_0 ...)."""
+    bases = {re.sub(r'_\d+$', '', _strip(f)) for f in pieces}
+    numbered = all(re.search(r'_\d+$', _strip(f)) for f in pieces)
+    return len(pieces) > 1 and numbered and len(bases) == 1
 
 
 def flight_names(bags: list[Path]) -> list[str]:

@@ -163,3 +163,20 @@ def test_several_bags_without_ray_say_what_to_install(fleet, tmp_path):
     )  # fmt: skip
     assert r.returncode == 2 and 'pip install ray' in r.stderr, r.stderr
     assert 'Traceback' not in r.stderr
+
+
+def test_bags_are_found_in_folders_and_split_recordings_stay_one(tmp_path):
+    from cnn_perception.fleet import find_bags, flight_names
+
+    (tmp_path / 'a' / 'rosbag2').mkdir(parents=True)
+    (tmp_path / 'a' / 'rosbag2' / 'metadata.yaml').write_text('rosbag2_bagfile_information:\n')
+    (tmp_path / 'a' / 'rosbag2' / 'nested.mcap').write_text('')  # inside a bag: not one
+    (tmp_path / 'split').mkdir()
+    for i in range(3):
+        (tmp_path / 'split' / f'rec_{i}.mcap').write_text('')
+    (tmp_path / 'loose').mkdir()
+    for name in ('morning.mcap', 'noon.db3.zstd', 'old.bag', 'notes.txt'):
+        (tmp_path / 'loose' / name).write_text('')
+    bags = find_bags([tmp_path])
+    names = flight_names(bags)
+    assert names == ['a__rosbag2', 'loose__morning', 'loose__noon', 'loose__old', 'split'], names
