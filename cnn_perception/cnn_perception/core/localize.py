@@ -35,13 +35,13 @@ import numpy as np
 # (whole photographs) and far ones (pasted at 10-60%) counting half each. A model not
 # listed (one added with `register_model`) gets FRACTION and no shift.
 CALIBRATION = {
-    'efficientnet_lite0': (0.3, (0.137, 0.117)),
+    'efficientnet_lite0': (0.25, (0.137, 0.117)),
     'efficientnet_lite1': (0.2, (0.090, 0.072)),
-    'efficientnet_lite2': (0.2, (0.034, 0.005)),
+    'efficientnet_lite2': (0.15, (0.034, 0.005)),
 }
 FRACTION = 0.2  # the CAM paper's cut, for models without a calibration
 MIN_AREA = 0.005  # of the view's area: smaller regions are noise of the upsampling
-VIEW_PIXELS = 112  # the map is cut at this resolution (boxes to within a pixel of 224)
+VIEW_PIXELS = 56  # the map is cut at this resolution (boxes to 4 pixels of 224)
 
 
 @dataclass

@@ -213,7 +213,8 @@ class ClassifierStep(Step):
         )
         ids = None
         if boxes is not None:
-            if self.tracker is not None:
+            if self.tracker is not None and (boxes or self.tracker.tracks):
+                # nothing seen and nothing followed: no camera motion to estimate
                 ids = self.tracker.update(rgb, boxes, contract.stamp_ns(header)).ids
             msg = object_detections_msg(header, pred, boxes, self.model_name, ids)
             out.messages.append((contract.CLASSIFIER_DETECTIONS, msg))
