@@ -138,13 +138,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help='make the processing nodes subscribe to this topic (e.g. a bag replay)',
     )
     p.add_argument('--duration', type=float, default=0.0, help='seconds to run (0: until ^C)')
+    p.add_argument(
+        '--localize',
+        action='store_true',
+        help='classifier: boxes around what it recognises (localize: true over the YAML)',
+    )
 
 
 def run_from_args(args) -> int:
     try:
         keys = platforms.parse_nodes(args.nodes)
         entries = platforms.node_entries(
-            args.platform, keys, args.namespace, args.source, args.params_file, args.image_topic
+            args.platform,
+            keys,
+            args.namespace,
+            args.source,
+            args.params_file,
+            args.image_topic,
+            localize=args.localize,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from exc

@@ -169,6 +169,7 @@ def node_entries(
     source: str | None = None,
     params: Path | None = None,
     image_topic: str | None = None,
+    localize: bool = False,
 ) -> list[NodeEntry]:
     """List the nodes to start, each with its namespace, parameters file and remappings.
 
@@ -176,6 +177,7 @@ def node_entries(
     processing nodes listen to another topic (a bag being replayed, camera off); a topic
     ending in `/compressed` is a CompressedImage stream: the nodes subscribe to it with
     `image_transport: compressed`, as image_transport's compressed subscriber would.
+    `localize` turns the classifier's boxes on whatever the parameters file says.
     """
     pfile = Path(params) if params else params_file(platform)
     keys = nodes if nodes is not None else list(load_plugins())
@@ -183,6 +185,8 @@ def node_entries(
     for key in keys:
         spec = NODES[key]
         overrides = {'source': source} if key == 'camera' and source else {}
+        if key == 'classifier' and localize:
+            overrides['localize'] = True
         remap = dict(spec.remappings)
         if image_topic and IMAGE_INPUT in remap:
             base, compressed = split_compressed(image_topic)

@@ -22,6 +22,7 @@ def _nodes(context):
         return LaunchConfiguration(name).perform(context)
 
     keys = [k for k in platforms.NODES if arg(f'enable_{k}') in TRUE]
+    localize = arg('localize') in TRUE
     entries = platforms.node_entries(
         arg('platform'),
         keys,
@@ -29,9 +30,9 @@ def _nodes(context):
         arg('source') or None,
         arg('params_file') or None,
         arg('image_topic') or None,
+        localize=localize,
     )
     sim = {'use_sim_time': arg('use_sim_time') in TRUE}
-    localize = arg('localize') in TRUE
     # the one-process pipeline decides from --platform; separate node processes are told
     trim = '1' if arg('platform') in platforms.TRIM_HEAP else '0'
     if arg('single_process') in TRUE and entries:
@@ -42,10 +43,9 @@ def _nodes(context):
         for name in ('source', 'params_file', 'image_topic'):
             if arg(name):
                 cli += [f'--{name.replace("_", "-")}', arg(name)]
+        cli += ['--localize'] if localize else []
         cli += ['--ros-args', '--log-level', arg('log_level')]
         cli += ['-p', f'use_sim_time:={str(sim["use_sim_time"]).lower()}']
-        if localize:  # only the classifier declares it
-            cli += ['-p', 'localize:=true']
         return [
             Node(
                 package='cnn_perception',
@@ -55,17 +55,13 @@ def _nodes(context):
                 emulate_tty=True,
             )
         ]
-    extra = {'classifier': {'localize': True}} if localize else {}
     return [
         Node(
             package='cnn_perception',
             executable=e.spec.executable,
             name=e.spec.name,
             namespace=e.namespace,
-            parameters=[
-                str(e.params_file),
-                {**e.overrides, **sim, **extra.get(e.spec.key, {})},
-            ],
+            parameters=[str(e.params_file), {**e.overrides, **sim}],
             remappings=list(e.remappings.items()),
             arguments=['--ros-args', '--log-level', arg('log_level')],
             additional_env={'CNN_PERCEPTION_TRIM_HEAP': trim},

@@ -151,11 +151,11 @@ def test_live_boxes_with_stable_ids_over_dds(tmp_path, probe):
     params = tmp_path / 'p.yaml'
     params.write_text(
         '/**/camera:\n  ros__parameters:\n    fps: 10.0\n'
-        '/**/classifier:\n  ros__parameters:\n    localize: true\n'
+        '/**/classifier:\n  ros__parameters:\n    localize: false\n'  # the flag wins
     )
     proc = run_cli(
         'run', '--nodes', 'camera,classifier', '--source', 'test:',
-        '--params-file', str(params), '--duration', '120',
+        '--params-file', str(params), '--duration', '120', '--localize',
     )  # fmt: skip
     try:
         msgs = probe.listen(DetectionArray, f'{NAMESPACE}/classifier/detections')

@@ -101,3 +101,14 @@ def test_every_rviz_topic_is_advertised_with_the_type_rviz_expects(probe):
     assert ok, (sorted(set(expected) - set(topics)), log[-2000:])
     for topic, msg_type in expected.items():
         assert topics[topic] == [msg_type], topic
+
+
+def test_localize_reaches_the_classifier_over_its_parameters_file():
+    """`run --localize` / launch `localize:=true`: a node override, which beats the YAML."""
+    from cnn_perception import platforms
+
+    entries = {e.spec.key: e for e in platforms.node_entries('desktop', localize=True)}
+    assert entries['classifier'].overrides == {'localize': True}
+    assert 'localize' not in entries['defects'].overrides
+    plain = {e.spec.key: e for e in platforms.node_entries('desktop')}
+    assert 'localize' not in plain['classifier'].overrides
