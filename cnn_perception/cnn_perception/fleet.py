@@ -93,8 +93,8 @@ def _strip(name: str) -> str:
 def fingerprint(bag: Path, settings: dict) -> str:
     """Hash of the settings and of the bag's files (names, sizes, modification times)."""
     files = sorted(bag.rglob('*')) if bag.is_dir() else [bag]
-    meta = [(str(f.relative_to(bag.parent)), f.stat().st_size, f.stat().st_mtime_ns)
-            for f in files if f.is_file()]  # fmt: skip
+    stats = [(f, f.stat()) for f in files if f.is_file()]
+    meta = [(str(f.relative_to(bag.parent)), st.st_size, st.st_mtime_ns) for f, st in stats]
     text = json.dumps({'settings': settings, 'files': meta}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -253,9 +253,6 @@ def run_fleet(bags, out: Path, job: dict, workers: int = 0, address: str | None 
     return res
 
 
-CSV_FIELDS = ('flight',)
-
-
 def summarise(res: FleetResult, out: Path, job: dict) -> None:
     """Write the fleet's index.html, defects.geojson and defects.csv (atomically)."""
     import csv
@@ -267,7 +264,7 @@ def summarise(res: FleetResult, out: Path, job: dict) -> None:
     if job['kind'] == 'report':
         write_atomic(out / 'defects.geojson', geojson_text(rows))
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=(*CSV_FIELDS, *FIELDS))
+        w = csv.DictWriter(buf, fieldnames=('flight', *FIELDS))
         w.writeheader()
         w.writerows(rows)
         write_atomic(out / 'defects.csv', buf.getvalue())

@@ -190,10 +190,9 @@ def load_classifier(
         from cnn_perception.core.localize import Localizer, head_from_torch
 
         cam = MultiOutputNet(net, [model_entry(info.arch).cam_layer])
-        torch_backend = TorchBackend(cam, device, fp16, num_threads)
-        channels = torch_backend.run_outputs(info.preprocess(np.zeros((8, 8, 3), np.uint8)))[1]
-        head = head_from_torch(net, channels.shape[1])
-        return Classifier(torch_backend, info, Localizer(head, info.arch, log=log))
+        # whether the head fits the maps is checked on the first frame (`Localizer.check`)
+        localizer = Localizer(head_from_torch(net), info.arch, log=log)
+        return Classifier(TorchBackend(cam, device, fp16, num_threads), info, localizer)
     if backend != 'onnxruntime':
         raise UserError(f'unknown backend {backend!r}: use torch or onnxruntime')
     if is_registered(model):

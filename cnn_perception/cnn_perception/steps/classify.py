@@ -135,9 +135,7 @@ class ClassifierStep(Step):
         self.precision = p['precision']
         self.localize, self.min_score = bool(p['localize']), float(p['localize_min_score'])
         self.tracker = None
-        if self.localize and p['object_tracking']:
-            self.tracker = DefectTracker(OBJECT_CONFIRM_FRAMES, OBJECT_END_AFTER_FRAMES,
-                                         prefix='o')  # fmt: skip
+        self.reset()
         self.shared_pass = None
         if p['shared_backbone']:
             from cnn_perception.core.classifier import SharedClassifier
@@ -183,7 +181,7 @@ class ClassifierStep(Step):
             return load_classifier(p['model'], **kw)
 
     def reset(self) -> None:
-        if self.tracker is not None:  # ids start again at o1
+        if self.localize and self.p['object_tracking']:  # ids start again at o1
             self.tracker = DefectTracker(OBJECT_CONFIRM_FRAMES, OBJECT_END_AFTER_FRAMES,
                                          prefix='o')  # fmt: skip
 
