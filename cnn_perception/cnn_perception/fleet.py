@@ -174,7 +174,8 @@ class FlightWorker:
                          log=lambda *_: None, step=step)  # fmt: skip
         report.write(res, tmp, bag)
         return {'frames': res.frames, 'skipped': len(res.skipped),
-                'defects': len(res.findings), 'rows': res.rows}  # fmt: skip
+                'defects': len(res.findings), 'rows': res.rows,
+                'not_inspected': report.not_inspected_frames(res)}  # fmt: skip
 
     def _process(self, bag: Path, tmp: Path) -> dict:
         from cnn_perception.bagtools import process
@@ -282,15 +283,17 @@ def _index_html(res: FleetResult, job: dict) -> str:
             status = 'kept' if flight in res.kept else 'done'
             defects = '-' if s['defects'] is None else s['defects']
             href = f'<a href="{html.escape(flight)}/{link}">{link}</a>'
-            cells = [status, s['frames'], s['skipped'], defects, href]
+            cells = [status, s['frames'], s['skipped'], s.get('not_inspected', '-'), defects,
+                     href]  # fmt: skip
         elif flight in res.failed:
-            cells = ['<b>failed</b>', '', '', '', html.escape(res.failed[flight])]
+            cells = ['<b>failed</b>', '', '', '', '', html.escape(res.failed[flight])]
         else:
-            cells = ['not done (interrupted)', '', '', '', '']
+            cells = ['not done (interrupted)', '', '', '', '', '']
         tds = ''.join(f'<td>{c}</td>' for c in [html.escape(flight), *cells])
         rows.append(f'<tr>{tds}</tr>')
     head = ''.join(
-        f'<th>{h}</th>' for h in ('flight', 'status', 'frames', 'skipped', 'defects', '')
+        f'<th>{h}</th>'
+        for h in ('flight', 'status', 'frames', 'skipped', 'not inspected', 'defects', '')
     )
     done = len(res.done)
     return (

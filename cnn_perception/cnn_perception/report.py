@@ -9,7 +9,10 @@ Odometry topics, found by type), and writes:
   marked (local metres from lat/lon), counts and settings;
 - defects.geojson: a FeatureCollection of Points (lon, lat) with the same properties
   (opens in QGIS or geojson.io); defects without a fix have a null geometry;
-- defects.csv: one row per defect.
+- defects.csv: one row per defect;
+- not_inspected.csv: the stretches of the flight off the surface the model knows (the
+  model's gate: take-off over grass, sky, a roof edge), with time, frames and where; the
+  report lists them apart from the defects: not looked at is not "no defect".
 """
 
 import base64
@@ -40,6 +43,8 @@ class ReportResult:
     tracking_ms: float = 0.0  # median per frame, tracks + geotags + events
     settings: dict = field(default_factory=dict)
     quirks: list[str] = field(default_factory=list)  # what was unusual in the bag
+    not_inspected: list[dict] = field(default_factory=list)  # off-surface stretches
+    gated: bool = True  # the model has an off-surface gate
 
 
 def _iso(ns: int) -> str:
@@ -101,7 +106,31 @@ def run(
     res.findings = insp.findings
     res.path = insp.positions.path()
     res.rows = [_row(f) for f in res.findings]
+    res.not_inspected = [_stretch_row(s, insp) for s in insp.not_inspected]
+    res.gated = step.detector.model.gate > 0
     return res
+
+
+STRETCH_FIELDS = ('first', 'last', 'seconds', 'frames', 'from_east_m', 'from_north_m',
+                  'to_east_m', 'to_north_m', 'from_latitude', 'from_longitude',
+                  'to_latitude', 'to_longitude')  # fmt: skip
+
+
+def _stretch_row(s, insp) -> dict:
+    """One off-surface stretch: when, how many frames, from where to where."""
+    row = {'first': _iso(s.first_ns), 'last': _iso(s.last_ns),
+           'seconds': round((s.last_ns - s.first_ns) / 1e9, 3), 'frames': s.frames}  # fmt: skip
+    for end, ns in (('from', s.first_ns), ('to', s.last_ns)):
+        p = insp.position_at(ns)
+        row[f'{end}_east_m'] = round(p.east_m, 3) if p else None
+        row[f'{end}_north_m'] = round(p.north_m, 3) if p else None
+        row[f'{end}_latitude'] = p.latitude if p and p.has_fix else None
+        row[f'{end}_longitude'] = p.longitude if p and p.has_fix else None
+    return row
+
+
+def not_inspected_frames(res: ReportResult) -> int:
+    return sum(r['frames'] for r in res.not_inspected)
 
 
 FIELDS = (
@@ -149,11 +178,16 @@ def write(res: ReportResult, out: Path, bag: Path) -> dict[str, Path]:
         'csv': out / 'defects.csv',
         'geojson': out / 'defects.geojson',
         'html': out / 'report.html',
+        'not_inspected': out / 'not_inspected.csv',
     }
-    with open(paths['csv'], 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
-        w.writeheader()
-        w.writerows(res.rows)
+    for path, fields, rows in (
+        (paths['csv'], FIELDS, res.rows),
+        (paths['not_inspected'], STRETCH_FIELDS, res.not_inspected),
+    ):
+        with open(path, 'w', newline='') as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
     paths['geojson'].write_text(geojson_text(res.rows))
     paths['html'].write_text(_html(res, bag))
     return paths
@@ -215,6 +249,35 @@ def flight_plot(res: ReportResult) -> str:
     return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()
 
 
+def _stretches_html(res: ReportResult) -> str:
+    """Return the off-surface stretches as an HTML table (or say why there are none)."""
+    esc = html.escape
+    if not res.gated:
+        return ('<p>This defect model has no off-surface gate (fitted before it existed): '
+                'every frame was inspected.</p>')  # fmt: skip
+    if not res.not_inspected:
+        return '<p>Every frame looked like the surface the model was fitted on.</p>'
+
+    def where(r, end):
+        if r[f'{end}_latitude'] is not None:
+            return f'{r[f"{end}_latitude"]:.7f}, {r[f"{end}_longitude"]:.7f}'
+        if r[f'{end}_east_m'] is not None:
+            return f'{r[f"{end}_east_m"]:.2f} m E, {r[f"{end}_north_m"]:.2f} m N'
+        return 'no position'
+
+    rows = ''.join(
+        f'<tr><td>{esc(r["first"][11:23])}-{esc(r["last"][11:23])}</td><td>{r["frames"]}</td>'
+        f'<td>{esc(where(r, "from"))} to {esc(where(r, "to"))}</td></tr>'
+        for r in res.not_inspected
+    )
+    return (
+        f'<p>{not_inspected_frames(res)} frames in {len(res.not_inspected)} stretch(es) did '
+        'not look like the surface the model was fitted on (ground, sky, objects): no '
+        'defect was looked for there.</p><table><tr><td>time (UTC)</td><td>frames</td>'
+        f'<td>where</td></tr>{rows}</table>'
+    )
+
+
 def _html(res: ReportResult, bag: Path) -> str:
     esc = html.escape
     cards = []
@@ -247,10 +310,12 @@ def _html(res: ReportResult, bag: Path) -> str:
         f'<div class="counts"><div><b>{len(res.findings)}</b>distinct defects</div>'
         f'<div><b>{res.frames}</b>frames processed</div>'
         f'<div><b>{len(res.skipped)}</b>frames skipped</div>'
+        f'<div><b>{not_inspected_frames(res)}</b>frames not inspected</div>'
         f'<div><b>{sum(r["latitude"] is not None for r in res.rows)}</b>geotagged</div></div>'
         f'<h2>Flight path</h2><img alt="flight path with defects" src="{flight_plot(res)}">'
         f'<h2>Defects</h2><div class="cards">{"".join(cards) or "<p>No defect found.</p>"}'
-        f'</div><h2>Settings</h2><table>{settings}</table>'
+        f'</div><h2>Not inspected</h2>{_stretches_html(res)}'
+        f'<h2>Settings</h2><table>{settings}</table>'
         + (
             '<h2>About the bag</h2><ul>'
             + ''.join(f'<li>{esc(q)}</li>' for q in res.quirks)

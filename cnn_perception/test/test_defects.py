@@ -312,3 +312,60 @@ def test_one_short_clean_flight_is_enough_kfold_calibration():
     k, h = res['kfold'], res['holdout']
     assert k['false_alarm_rate'] <= 0.10, res
     assert k['image_auroc'] >= h['image_auroc'] - 0.005, res
+
+
+def test_off_surface_gate_turns_away_what_is_not_the_wall(tmp_path):
+    """Grass, sky, a cup, a cat and blank frames are not inspected; any wall view is."""
+    from cnn_perception.core.defects import load_defect_model
+    from cnn_perception.core.surfaces import texture
+    from cnn_perception.tools.bench_localize import photo
+    from cnn_perception.tools.datasets import augment_crop, paint_defect
+
+    model = load_defect_model('builtin:brick')
+    assert model.gate >= model.threshold > 0
+    det = DefectDetector(model)
+    rng = np.random.default_rng(3)
+    wall = augment_crop(texture('brick'), 320, rng)
+    painted, _ = paint_defect(wall, 'hole', rng)
+    sky = cv2.resize(photo('china')[0:140, 300:640], (320, 320))
+    half = wall.copy()
+    half[:, 160:] = sky[:, 160:]
+    on = {
+        'wall': wall,
+        'wall with a hole': painted,
+        'wall in shade': (wall * 0.5).astype(np.uint8),
+        'wall in sun': np.clip(wall * 1.5, 0, 255).astype(np.uint8),
+        'half wall, half sky': half,
+    }
+    off = {
+        'grass': cv2.resize(texture('grass'), (320, 320)),
+        'sky': sky,
+        'cup': photo('coffee'),
+        'cat': photo('chelsea'),
+        'black': np.zeros((240, 320, 3), np.uint8),
+        'white': np.full((240, 320, 3), 255, np.uint8),
+        'one colour': np.full((240, 320, 3), (40, 120, 200), np.uint8),
+    }
+    res = {k: det.detect(v) for k, v in {**on, **off}.items()}
+    surface = {k: round(r.surface, 2) for k, r in res.items()}
+    assert all(not res[k].off_surface for k in on), surface
+    assert all(res[k].off_surface and not res[k].boxes for k in off), surface
+    assert all(not res[k].is_defect for k in off)
+    assert res['wall with a hole'].is_defect  # the gate takes nothing from a real defect
+    assert DefectDetector(model).detect(off['grass'], tile=128).off_surface  # tiled too
+
+
+def test_a_model_from_before_the_gate_loads_and_inspects_everything(tmp_path):
+    from cnn_perception.core.defects import load_defect_model
+
+    model = load_defect_model('builtin:brick')
+    meta = model.meta()
+    for key in ('gate', 'gate_quantile'):
+        meta.pop(key)
+    with open(tmp_path / 'old.npz', 'wb') as f:
+        np.savez(f, memory=model.memory, meta=np.array(json.dumps(meta)))
+    said = []
+    old = load_defect_model(str(tmp_path / 'old.npz'), log=said.append)
+    assert old.gate == 0 and len(said) == 1 and 'off-surface gate' in said[0]
+    r = DefectDetector(old).detect(np.zeros((240, 320, 3), np.uint8))
+    assert not r.off_surface and r.surface == 0.0

@@ -6,6 +6,7 @@ detector is fitted the way a user would: `defects fit` on a clean baseline fligh
 """
 
 import csv
+from datetime import UTC, datetime
 import json
 import shutil
 import subprocess
@@ -36,8 +37,10 @@ DOCUMENTED = {
 @pytest.fixture(scope='module')
 def site(tmp_path_factory):
     d = tmp_path_factory.mktemp('inspection')
-    make_inspection_bag(d / 'flight')
-    make_inspection_bag(d / 'clean', defects=0)
+    # as a real flight goes: take-off over grass, sky, a cup and a cat, then the wall;
+    # GNSS at 4 Hz and odometry at 20 Hz, not with the frames
+    make_inspection_bag(d / 'flight', takeoff=True, fix_hz=4.0, odom_hz=20.0)
+    make_inspection_bag(d / 'clean', defects=0, takeoff=True, fix_hz=4.0)
     (d / 'baseline').mkdir()
     for i, f in enumerate(clean_flight()):
         cv2.imwrite(str(d / 'baseline' / f'{i:03d}.png'), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
@@ -73,13 +76,28 @@ def csv_rows(path):
 def test_report_finds_each_defect_once_where_it_is(site, reports):
     m = score_findings(csv_rows(site / 'report_flight' / 'defects.csv'), truth(site))
     print('offline report:', m, reports['flight'].stdout.splitlines()[-2])
-    assert m['recall'] >= 0.85 and m['precision'] >= 0.85, m
-    assert m['duplicates'] <= 1 and m['median_position_error_m'] <= 0.5, m
+    assert m['recall'] >= 0.9 and m['precision'] >= 0.9, m
+    assert m['duplicates'] == 0 and m['median_position_error_m'] <= 0.5, m
 
 
-def test_clean_wall_reports_at_most_one_defect(site, reports):
+def test_the_take_off_is_not_inspected_and_has_no_defect(site, reports):
+    """Grass, sky, a cup and a cat are off the wall: listed apart, never a defect."""
+    t = truth(site)['takeoff']
+    for name in ('flight', 'clean'):
+        stretches = list(csv.DictReader(open(site / f'report_{name}' / 'not_inspected.csv')))
+        assert [int(s['frames']) for s in stretches] == [t['frames']], stretches
+        assert float(stretches[0]['from_latitude']) < float(stretches[0]['to_latitude'])
+        assert f'{t["frames"]} not inspected' in reports[name].stdout
+    last_off = datetime.fromtimestamp(t['last_ns'] / 1e9, UTC).isoformat()[:23]
+    for r in csv_rows(site / 'report_flight' / 'defects.csv'):  # ISO times sort as text
+        assert r['first_seen'] > last_off, r
+    html = (site / 'report_flight' / 'report.html').read_text()
+    assert f'<b>{t["frames"]}</b>frames not inspected' in html
+
+
+def test_clean_wall_reports_no_defect(site, reports):
     rows = csv_rows(site / 'report_clean' / 'defects.csv')
-    assert len(rows) <= 1, rows
+    assert rows == [], rows
 
 
 def test_geojson_is_points_with_the_documented_properties(site, reports):
@@ -167,7 +185,7 @@ def test_live_path_gives_the_same_defects(site, probe, tmp_path):
         )  # fmt: skip
         assert play.returncode == 0, play.stderr
         ended = lambda: [m for _, m in events if m.event == DefectEvent.ENDED]  # noqa: E731
-        assert probe.spin_until(lambda: len(dets) >= 55 and len(ended()) >= 9, 60), (
+        assert probe.spin_until(lambda: len(dets) >= 79 and len(ended()) >= 9, 60), (
             len(dets), len(events), ''.join(pipe.lines[-20:]))  # fmt: skip
         # a last track ends a few frames after it was last seen: wait for its ENDED event
         # (a fixed 2 s was too short on a loaded machine: 9 of 10 in one full-suite run)
@@ -182,9 +200,14 @@ def test_live_path_gives_the_same_defects(site, probe, tmp_path):
     m = score_findings(rows, truth(site))
     confirmed = [e for _, e in events if e.event == DefectEvent.CONFIRMED]
     print('live path:', m, f'{len(confirmed)} confirmed, {len(dets)} frames scored')
-    assert m['recall'] >= 0.85 and m['precision'] >= 0.85, m
-    assert m['duplicates'] <= 1 and m['median_position_error_m'] <= 0.5, m
+    assert m['recall'] >= 0.9 and m['precision'] >= 0.9, m
+    assert m['duplicates'] == 0 and m['median_position_error_m'] <= 0.5, m
     assert len(confirmed) == len(ended())
+    # the take-off frames arrive flagged off the surface, without boxes
+    off = [a for _, a in dets if a.off_surface]
+    assert 20 <= len(off) <= truth(site)['takeoff']['frames'] and not any(
+        a.detections for a in off
+    )
     ev = ended()[0]
     assert ev.crop.format.startswith('rgb8; jpeg') and 0 < len(ev.crop.data) < 20000
     ids = {d.id for _, a in dets for d in a.detections}
@@ -212,7 +235,7 @@ def test_bag_process_writes_annotations_foxglove_decodes(site, tmp_path):
                 images.add((decoded.header.stamp.sec, decoded.header.stamp.nanosec))
     assert schemas[ann_topic] == 'foxglove_msgs/msg/ImageAnnotations'
     assert schemas[contract.CLASSIFIER_ANNOTATIONS.full()] == 'foxglove_msgs/msg/ImageAnnotations'
-    assert len(got) == 60
+    assert len(got) == 84
     boxed = [a for a in got if a.points]
     assert len(boxed) >= 30
     for a in boxed:

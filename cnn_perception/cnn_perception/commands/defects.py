@@ -138,6 +138,7 @@ def cmd_fit(args) -> int:
         DefectDetector,
         DefectModel,
         FeatureExtractor,
+        apply_calibration,
         calibrate,
         fit,
         fit_kfold,
@@ -170,7 +171,7 @@ def cmd_fit(args) -> int:
             [read_rgb(f) for f in fit_files], extractor=ex, coreset_ratio=ratio
         )
         model = DefectModel(memory, **geometry)
-        model.threshold, model.base = how['threshold'], how['base']
+        apply_calibration(model, how)
     else:
         memory = fit([read_rgb(f) for f in fit_files], extractor=ex, coreset_ratio=ratio)
         model = DefectModel(memory, **geometry)

@@ -82,7 +82,9 @@ def _report(args) -> int:
     geo = sum(r['latitude'] is not None for r in res.rows)
     print(
         f'report: {len(res.findings)} distinct defect(s) in {res.frames} frames of '
-        f'{res.image_topic} ({len(res.skipped)} skipped), {geo} geotagged; positions from '
+        f'{res.image_topic} ({len(res.skipped)} skipped, '
+        f'{report.not_inspected_frames(res)} not inspected: off the surface), {geo} geotagged; '
+        'positions from '
         f'{", ".join(res.position_topics.values()) or "nothing (times only)"}; scoring '
         f'{res.detect_ms:.1f} ms/frame, tracking + geotags {res.tracking_ms:.2f} ms/frame '
         f'({res.tracking_ms / max(res.detect_ms, 1e-9):.1%})'

@@ -42,7 +42,14 @@ def heatmap_overlay(rgb: np.ndarray, score_map: np.ndarray, alpha: float = 0.45)
 
 
 def draw_defects(rgb: np.ndarray, result) -> np.ndarray:
-    """Heatmap overlay, boxes and the image score (a DefectResult) on one frame."""
+    """Heatmap overlay, boxes and the image score (a DefectResult) on one frame.
+
+    A frame off the surface the model knows is drawn faded, without a heatmap: it was
+    not inspected, and a map of "everything differs" would read as a defect.
+    """
+    if getattr(result, 'off_surface', False):
+        faded = (rgb.astype(np.uint16) + 2 * 128) // 3
+        return draw_label_panel(faded.astype(np.uint8), ['off surface: not inspected'])
     out = heatmap_overlay(rgb, result.score_map)
     thick = max(1, min(rgb.shape[:2]) // 160)
     for b in result.boxes:

@@ -75,6 +75,7 @@ def detections_msg(header, res: DefectResult, model: str, ids=None) -> Detection
         model=model,
         image_score=float(res.score),
         inference_ms=float(res.inference_ms),
+        off_surface=bool(res.off_surface),
     )
     for i, b in enumerate(res.boxes if res.is_defect else []):
         msg.detections.append(
@@ -125,6 +126,7 @@ class DefectStep(Step):
         self.inspector = (
             Inspector(p['confirm_frames'], p['end_after_frames']) if p['tracking'] else None
         )
+        self.off_surface_frames = 0
 
     def set(self, name: str, value) -> None:
         if name == 'sensitivity':
@@ -134,6 +136,7 @@ class DefectStep(Step):
 
     def __call__(self, rgb, header, want=frozenset()) -> StepOutput:
         res = self.detector.detect(rgb, self.sensitivity, self.min_area, self.tile)
+        self.off_surface_frames += res.off_surface
         ids, events = None, []
         if self.inspector is not None:
             t0 = time.perf_counter()
@@ -145,6 +148,7 @@ class DefectStep(Step):
             values={
                 'last_inference_ms': round(res.inference_ms, 2),
                 'last_score': round(res.score, 3),
+                'off_surface_frames': self.off_surface_frames,
             },
         )
         if self.inspector is not None:
@@ -155,6 +159,7 @@ class DefectStep(Step):
         return out
 
     def reset(self) -> None:
+        self.off_surface_frames = 0
         if self.inspector is not None:
             self.inspector = Inspector(self.p['confirm_frames'], self.p['end_after_frames'])
 

@@ -48,6 +48,15 @@ class Finding:
     position: Position | None
 
 
+@dataclass
+class Stretch:
+    """Consecutive frames that were off the surface: not inspected."""
+
+    first_ns: int
+    last_ns: int
+    frames: int = 1
+
+
 def _time(ns: int) -> Time:
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
@@ -66,18 +75,26 @@ def crop_box(box, h: int, w: int) -> tuple[int, int, int, int]:
 class Inspector:
     def __init__(self, confirm: int = 3, end_after: int = 5):
         self.tracker = DefectTracker(confirm, end_after)
-        self.positions = PositionTrack()
+        # GNSS fixes and local poses apart (a flight log often has both): the fixes
+        # when there are any, else the poses; one track of both would mix their frames
+        self.fixes, self.poses = PositionTrack(), PositionTrack()
         self._lock = threading.Lock()  # positions arrive on the executor thread
         self.findings: list[Finding] = []  # every confirmed defect that has ended
+        self.not_inspected: list[Stretch] = []  # off-surface stretches, in time order
+        self._stretch_open = False
 
     # ------------------------------------------------------------------ positions
+    @property
+    def positions(self) -> PositionTrack:
+        return self.fixes if len(self.fixes) else self.poses
+
     def add_fix(self, ns: int, lat: float, lon: float, alt: float) -> None:
         with self._lock:
-            self.positions.add_fix(ns, lat, lon, alt)
+            self.fixes.add_fix(ns, lat, lon, alt)
 
     def add_pose(self, ns: int, x: float, y: float, z: float) -> None:
         with self._lock:
-            self.positions.add_pose(ns, x, y, z)
+            self.poses.add_pose(ns, x, y, z)
 
     def add_position(self, msgtype: str, m) -> None:
         """Take a NavSatFix, PoseStamped or Odometry (rclpy or rosbags message) by its type."""
@@ -100,6 +117,7 @@ class Inspector:
     def update(self, rgb: np.ndarray, header, result) -> tuple[list[str], list[DefectEvent]]:
         """Track this frame's boxes; returns (track id per box, events to publish)."""
         ns = stamp_ns(header)
+        self._note_surface(ns, getattr(result, 'off_surface', False))
         boxes = result.boxes if result.is_defect else []
         ft = self.tracker.update(rgb, boxes, ns)
         for t in self.tracker.tracks:
@@ -108,6 +126,16 @@ class Inspector:
         events = [self._event(t, header, DefectEvent.CONFIRMED) for t in ft.confirmed]
         events += [self._end(t, header) for t in ft.ended]
         return ft.ids, events
+
+    def _note_surface(self, ns: int, off: bool) -> None:
+        if not off:
+            self._stretch_open = False
+        elif self._stretch_open:
+            s = self.not_inspected[-1]
+            s.last_ns, s.frames = max(s.last_ns, ns), s.frames + 1
+        else:
+            self.not_inspected.append(Stretch(ns, ns))
+            self._stretch_open = True
 
     def finish(self, header) -> list[DefectEvent]:
         """End every open track (the end of a bag or of a run)."""

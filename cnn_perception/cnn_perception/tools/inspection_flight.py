@@ -6,6 +6,11 @@ and a camera sweeping along it at a known speed (overlap >= 70% between frames) 
 GNSS receiver reports the drone's position along the wall (sensor_msgs/NavSatFix, a few
 centimetres of noise). Written as a rosbag2 with the rosbags library; the truth (defect
 positions in metres and lat/lon) as JSON beside it. Tooling: nothing a robot runs uses it.
+
+With `takeoff`, the flight starts the way a real one does: the camera sees the ground
+(grass), the sky, a table with a cup and a cat before the drone reaches the wall -- real
+photographs, flown over at the wall's speed -- while GNSS fixes (4 Hz) and odometry
+(20 Hz) arrive at their own rates, not with the frames.
 """
 
 import json
@@ -20,6 +25,15 @@ from cnn_perception.tools.datasets import DEFECT_KINDS, paint_defect
 
 IMAGE_TOPIC = '/drone/camera/image_raw/compressed'
 FIX_TOPIC = '/drone/fix'
+ODOM_TOPIC = '/drone/odom'
+# The take-off leg: scenery -> (photograph, region x0, y0, x1, y1 or None for all of it)
+TAKEOFF = {
+    'ground (grass)': ('grass', None),
+    'sky': ('china', (300, 0, 640, 140)),
+    'table with a cup': ('coffee', None),
+    'cat': ('chelsea', None),
+}
+TAKEOFF_FRAMES = 6  # per scenery
 TRUTH = 'inspection_truth.json'
 ORIGIN = (47.397742, 8.545594)  # lat, lon of the wall's west end (any place will do)
 METRES_PER_PIXEL = 0.005  # 5 mm per wall pixel: a 320 px frame sees 1.6 m of wall
@@ -81,6 +95,27 @@ def clean_flight(frames: int = 60, y: int = FLIGHT_Y + 4) -> list[np.ndarray]:
     return [f for _, f in sweep(wall, step=57, y=y, x0=23)][:frames]
 
 
+def takeoff_frames(per_scenery: int = TAKEOFF_FRAMES) -> list[tuple[str, np.ndarray]]:
+    """Return (scenery, frame) of the take-off leg: a window sliding over each photograph."""
+    from cnn_perception.tools.bench_localize import photo
+
+    w, h = FRAME
+    out = []
+    for kind, (name, box) in TAKEOFF.items():
+        img = texture(name) if name == 'grass' else photo(name)
+        if box is not None:
+            img = img[box[1] : box[3], box[0] : box[2]]
+        # the largest 4:3 window that fits, sliding along the longer free direction
+        s = min(img.shape[1] / w, img.shape[0] / h) * 0.8
+        ww, wh = int(w * s), int(h * s)
+        for k in range(per_scenery):
+            t = k / max(1, per_scenery - 1)
+            x0, y0 = int(t * (img.shape[1] - ww)), int(t * (img.shape[0] - wh))
+            crop = img[y0 : y0 + wh, x0 : x0 + ww]
+            out.append((kind, cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA)))
+    return out
+
+
 def make_inspection_bag(
     out: Path,
     defects: int = 10,
@@ -88,57 +123,107 @@ def make_inspection_bag(
     seed: int = 4,
     step: int = 64,
     gps_noise_m: float = 0.05,
+    takeoff: bool = False,
+    fix_hz: float = 0.0,
+    odom_hz: float = 0.0,
 ) -> dict:
-    """Write the flight bag (JPEG camera + NavSatFix at 5 Hz) and its truth; return truth."""
+    """Write the flight bag (JPEG camera, NavSatFix, Odometry) and its truth; return truth.
+
+    Without `fix_hz`, one fix per frame (1 ms after it); `odom_hz` > 0 adds
+    nav_msgs/Odometry (east, north in an `odom` frame at the wall's west end).
+    `takeoff`: the take-off leg first (`takeoff_frames`), flown from 10 m south-west
+    of the wall's end towards it.
+    """
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
     store = get_typestore(Stores.ROS2_JAZZY)
     tt = store.types
     wall, painted = make_wall(defects=defects, seed=seed)
-    frames = sweep(wall, step=step)
+    w = FRAME[0]
+    lead = takeoff_frames() if takeoff else []
+    frames = [(kind, None, img) for kind, img in lead]
+    frames += [('wall', x, img) for x, img in sweep(wall, step=step)]
     rng = np.random.default_rng(seed + 1)
     t0 = 1_750_000_000 * 10**9
     speed = step * METRES_PER_PIXEL * fps
+
+    def where(t: float) -> tuple[float, float]:
+        """(east, north) of the drone at t seconds: the path the camera frames follow."""
+        i = t * fps - len(lead)  # frames since the wall sweep began
+        if i >= 0:
+            return (i * step + w / 2) * METRES_PER_PIXEL, 0.0
+        k = -i / max(1, len(lead))  # 1 at take-off, 0 at the wall
+        return w / 2 * METRES_PER_PIXEL - 10.0 * k, -10.0 * k
+
+    def header(ns: int, frame_id: str):
+        stamp = tt['builtin_interfaces/msg/Time'](sec=ns // 10**9, nanosec=ns % 10**9)
+        return tt['std_msgs/msg/Header'](stamp=stamp, frame_id=frame_id)
+
+    end_s = len(frames) / fps
     out = Path(out)
     with Writer(out, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         cam = writer.add_connection(
             IMAGE_TOPIC, 'sensor_msgs/msg/CompressedImage', typestore=store
         )
         fix = writer.add_connection(FIX_TOPIC, 'sensor_msgs/msg/NavSatFix', typestore=store)
-        for i, (x, rgb) in enumerate(frames):
-            ns = t0 + round(i * 1e9 / fps)
-            stamp = tt['builtin_interfaces/msg/Time'](sec=ns // 10**9, nanosec=ns % 10**9)
-            ok, buf = cv2.imencode(
-                '.jpg', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95]
-            )
-            header = tt['std_msgs/msg/Header'](stamp=stamp, frame_id='drone_camera')
-            msg = tt['sensor_msgs/msg/CompressedImage'](
-                header=header, format='rgb8; jpeg compressed bgr8', data=buf.ravel()
-            )
-            writer.write(cam, ns, store.serialize_cdr(msg, msg.__msgtype__))
-            # the drone is where the image centre looks: east along the wall
-            east = (x + rgb.shape[1] / 2) * METRES_PER_PIXEL + rng.normal(0, gps_noise_m)
-            north = rng.normal(0, gps_noise_m)
-            lat, lon = lat_lon(east, north, *ORIGIN)
-            status = tt['sensor_msgs/msg/NavSatStatus'](status=0, service=1)
-            gps = tt['sensor_msgs/msg/NavSatFix'](
-                header=tt['std_msgs/msg/Header'](stamp=stamp, frame_id='gps'),
-                status=status,
-                latitude=lat,
-                longitude=lon,
-                altitude=12.0,
-                position_covariance=np.zeros(9),
-                position_covariance_type=0,
-            )
-            writer.write(fix, ns + 1_000_000, store.serialize_cdr(gps, gps.__msgtype__))
+        odom = (
+            writer.add_connection(ODOM_TOPIC, 'nav_msgs/msg/Odometry', typestore=store)
+            if odom_hz
+            else None
+        )
+        fix_times = (
+            np.arange(0, end_s, 1 / fix_hz) if fix_hz else np.arange(len(frames)) / fps + 1e-3
+        )
+        msgs = [(t, 'fix') for t in fix_times]
+        msgs += [(t, 'odom') for t in (np.arange(0, end_s, 1 / odom_hz) if odom_hz else [])]
+        msgs += [(i / fps, i) for i in range(len(frames))]
+        for t, what in sorted(msgs, key=lambda m: m[0]):
+            ns = t0 + round(t * 1e9)
+            if what == 'fix':
+                east, north = where(t)
+                lat, lon = lat_lon(east + rng.normal(0, gps_noise_m),
+                                   north + rng.normal(0, gps_noise_m), *ORIGIN)  # fmt: skip
+                gps = tt['sensor_msgs/msg/NavSatFix'](
+                    header=header(ns, 'gps'),
+                    status=tt['sensor_msgs/msg/NavSatStatus'](status=0, service=1),
+                    latitude=lat,
+                    longitude=lon,
+                    altitude=12.0,
+                    position_covariance=np.zeros(9),
+                    position_covariance_type=0,
+                )
+                writer.write(fix, ns, store.serialize_cdr(gps, gps.__msgtype__))
+            elif what == 'odom':
+                writer.write(odom, ns, _odometry(store, header(ns, 'odom'), *where(t)))
+            else:
+                rgb = frames[what][2]
+                ok, buf = cv2.imencode(
+                    '.jpg', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95]
+                )
+                msg = tt['sensor_msgs/msg/CompressedImage'](
+                    header=header(ns, 'drone_camera'),
+                    format='rgb8; jpeg compressed bgr8',
+                    data=buf.ravel(),
+                )
+                writer.write(cam, ns, store.serialize_cdr(msg, msg.__msgtype__))
+    first_wall = t0 + round(len(lead) * 1e9 / fps)
     truth = {
         'image_topic': IMAGE_TOPIC,
         'fix_topic': FIX_TOPIC,
+        'odom_topic': ODOM_TOPIC if odom_hz else None,
         'frames': len(frames),
+        # the take-off leg: not the wall, to be reported as not inspected
+        'takeoff': {
+            'frames': len(lead),
+            'sceneries': list(dict.fromkeys(k for k, _ in lead)),
+            'first_ns': t0 if lead else None,
+            'last_ns': first_wall - round(1e9 / fps) if lead else None,
+        },
+        'wall_frames': len(frames) - len(lead),
         'fps': fps,
         'speed_m_s': speed,
-        'overlap': 1 - step / frames[0][1].shape[1],
+        'overlap': 1 - step / w,
         'wall_m': wall.shape[1] * METRES_PER_PIXEL,
         'defects': [
             {
@@ -152,6 +237,26 @@ def make_inspection_bag(
     }
     (out / TRUTH).write_text(json.dumps(truth, indent=1))
     return truth
+
+
+def _odometry(store, header, east: float, north: float) -> bytes:
+    """Return a serialised nav_msgs/Odometry at (east, north, 12 m), level, at rest."""
+    tt = store.types
+    pose = tt['geometry_msgs/msg/Pose'](
+        position=tt['geometry_msgs/msg/Point'](x=east, y=north, z=12.0),
+        orientation=tt['geometry_msgs/msg/Quaternion'](x=0.0, y=0.0, z=0.0, w=1.0),
+    )
+    zero = tt['geometry_msgs/msg/Vector3'](x=0.0, y=0.0, z=0.0)
+    msg = tt['nav_msgs/msg/Odometry'](
+        header=header,
+        child_frame_id='base_link',
+        pose=tt['geometry_msgs/msg/PoseWithCovariance'](pose=pose, covariance=np.zeros(36)),
+        twist=tt['geometry_msgs/msg/TwistWithCovariance'](
+            twist=tt['geometry_msgs/msg/Twist'](linear=zero, angular=zero),
+            covariance=np.zeros(36),
+        ),
+    )
+    return store.serialize_cdr(msg, msg.__msgtype__)
 
 
 def score_findings(findings: list[dict], truth: dict, gate_m: float = 1.0) -> dict:

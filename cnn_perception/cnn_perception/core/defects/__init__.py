@@ -24,7 +24,7 @@ from cnn_perception.core.defects.builtin import (
 )
 from cnn_perception.core.defects.detector import DefectDetector, boxes_from_map, normalise
 from cnn_perception.core.defects.extractor import FeatureExtractor
-from cnn_perception.core.defects.fitting import calibrate, fit, fit_kfold
+from cnn_perception.core.defects.fitting import apply_calibration, calibrate, fit, fit_kfold
 from cnn_perception.core.defects.model import (
     DEFAULT_CORESET_RATIO,
     DEFAULT_INPUT_SIZE,
@@ -42,6 +42,7 @@ from cnn_perception.core.defects.search import (
 )
 
 __all__ = [
+    'apply_calibration',
     'BUILTIN_PREFIX',
     'DEFAULT_CORESET_RATIO',
     'DEFAULT_INPUT_SIZE',

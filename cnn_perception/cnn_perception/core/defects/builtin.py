@@ -12,7 +12,7 @@ BUILTIN_PREFIX = 'builtin:'
 DEFAULT_DEFECT_MODEL = 'builtin:brick'  # the nodes' and tools' default: a brick wall
 # Bumped when the built-in models' recipe (layers, input size, coreset) changes, so a
 # model cached by an older build is fitted again instead of silently reused.
-BUILTIN_RECIPE = 4
+BUILTIN_RECIPE = 6
 # The classifier's own input (EfficientNet-Lite0: centre 224 of 256), for a built-in model
 # that shares the classifier's backbone pass (`shared_backbone`, core/shared.py)
 SHARED_GEOMETRY = {'input_size': 224, 'centre_crop': 0.875}
@@ -35,7 +35,13 @@ def load_defect_model(name: str, log=print, shared: bool = False) -> DefectModel
     model on the classifier's centre crop (SHARED_GEOMETRY), for the shared backbone pass.
     """
     if not name.startswith(BUILTIN_PREFIX):
-        return DefectModel.load(Path(name))
+        model = DefectModel.load(Path(name))
+        if model.gate <= 0:
+            log(
+                f'{name}: fitted before the off-surface gate existed: every frame is '
+                'inspected (fit it again with `defects fit` to get the gate)'
+            )
+        return model
     from cnn_perception.core.surfaces import SURFACES, normal_crops
 
     texture = name[len(BUILTIN_PREFIX) :]

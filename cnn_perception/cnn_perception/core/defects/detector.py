@@ -225,19 +225,23 @@ class DefectDetector:
             raw = self._tiled(rgb, tile)
             ms = (time.perf_counter() - t0) * 1000.0
             norm = normalise(raw, self.model.base, threshold, sensitivity).astype(np.float32)
-            boxes = boxes_from_map(norm, min_area)
-            return DefectResult(float(norm.max()), float(norm.max()) >= 0.5, boxes, norm,
-                                float(raw.max()), ms)  # fmt: skip
+            surface = self.surface(raw)
+            score = float(norm.max())
+            boxes = [] if surface >= 1.0 else boxes_from_map(norm, min_area)
+            return DefectResult(score, score >= 0.5 and surface < 1.0, boxes, norm,
+                                float(raw.max()), ms, surface >= 1.0, surface)  # fmt: skip
         geometry, region, scale = self.region(h, w)
         grid = self.smoothed_grid(self.extractor(rgb), geometry)
         ms = (time.perf_counter() - t0) * 1000.0
         norm_grid = normalise(grid, self.model.base, threshold, sensitivity).astype(np.float32)
         small = self._place(norm_grid, geometry, region, scale)
         rx0, ry0, rw, rh = region
-        boxes = [
+        surface = self.surface(grid)
+        off = surface >= 1.0
+        boxes = [] if off else [
             _scaled(b, scale, rx0, ry0, w, h)
             for b in boxes_from_map(small, max(1, round(min_area / scale**2)))
-        ]
+        ]  # fmt: skip
 
         def score_map() -> np.ndarray:
             out = np.zeros((h, w), np.float32)
@@ -250,7 +254,24 @@ class DefectDetector:
 
         # the bilinear map's maximum is a grid value: the image score at any resolution
         score = float(norm_grid.max())
-        return DefectResult(score, score >= 0.5, boxes, score_map, float(grid.max()), ms)
+        return DefectResult(score, score >= 0.5 and not off, boxes, score_map, float(grid.max()),
+                            ms, off, surface)  # fmt: skip
+
+    def surface(self, raw: np.ndarray) -> float:
+        """Return the frame's gate statistic over the model's gate (>= 1: off the surface).
+
+        The `gate_quantile` (0.25) of the patch distances: a defect is a small part of
+        the frame, so a frame passes as long as a quarter of it looks like the surface
+        (a wall half out of view, under other light); grass, sky, a cup or a blank frame
+        score beyond the defect threshold almost everywhere (docs/defects.md). 0 when
+        the model has no gate.
+        """
+        m = self.model
+        if m.gate <= 0:
+            return 0.0
+        flat = raw.ravel()
+        k = int(m.gate_quantile * (flat.size - 1))
+        return float(np.partition(flat, k)[k]) / m.gate
 
 
 def _scaled(b: Box, scale: float, x0: int, y0: int, w: int, h: int) -> Box:

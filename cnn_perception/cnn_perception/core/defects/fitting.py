@@ -7,6 +7,10 @@ from cnn_perception.core.defects.extractor import FeatureExtractor
 from cnn_perception.core.defects.model import DEFAULT_CORESET_RATIO
 from cnn_perception.core.defects.search import greedy_coreset
 
+GATE_QUANTILE = 0.25  # DefectModel.gate_quantile
+GATE_MARGIN = 1.25
+GATE_ABOVE = 1.1
+
 
 def fit(
     normal: list[np.ndarray],
@@ -70,8 +74,13 @@ def calibrate(
     normal_maps = [detector.raw_map(img) for img in val_normal]
     defect_scores = [detector.raw_map(img).max() for img in val_defect or []]
     how = threshold_from_maps(normal_maps, defect_scores, sigmas)
-    detector.model.threshold, detector.model.base = how['threshold'], how['base']
+    apply_calibration(detector.model, how)
     return how
+
+
+def apply_calibration(model, how: dict) -> None:
+    """Set the model's threshold, base and off-surface gate from a calibration."""
+    model.threshold, model.base, model.gate = how['threshold'], how['base'], how['gate']
 
 
 def threshold_from_maps(normal_maps: list, defect_scores=(), sigmas: float = 2.5) -> dict:
@@ -98,6 +107,15 @@ def threshold_from_maps(normal_maps: list, defect_scores=(), sigmas: float = 2.5
     else:
         threshold = float(normal_scores.max() * 1.1)
         how = {'method': 'quantile', 'estimate': 'max x 1.1 (under 3 validation images)'}
+    # The off-surface gate: GATE_ABOVE the defect threshold (three quarters of a frame
+    # that far beyond it is not the surface), raised where the normal frames' own
+    # statistic comes within GATE_MARGIN of it, so that no clean frame is turned away.
+    # At 1.1 the brick wall stays on the surface from half to one and a half times its
+    # brightness (clipped), while the closest other scene (the camera-man photograph)
+    # is still turned away (docs/defects.md, "Off the surface").
+    surface = [float(np.quantile(m, GATE_QUANTILE)) for m in normal_maps]
+    how['gate'] = float(max(GATE_ABOVE * threshold, GATE_MARGIN * max(surface)))
+    how['val_surface_max'] = max(surface) / how['gate']
     how.update(
         # the normal fit of the validation scores, for `threshold_for` (tiled frames)
         val_mean=float(normal_scores.mean()),

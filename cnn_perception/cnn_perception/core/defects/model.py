@@ -37,6 +37,12 @@ class DefectModel:
     # own input at 0.875 / 224, so the two can share one backbone pass (core/shared.py).
     # Files written before it existed load as 0 (what they were fitted with).
     centre_crop: float = 0.0
+    # The off-surface gate: a frame whose `gate_quantile` patch distance (its 25th
+    # percentile: three quarters of it unlike the surface) reaches `gate` was not looking
+    # at the surface the model knows -- not inspected, not a defect. 0: no gate (files
+    # written before it existed; fit them again to get one).
+    gate: float = 0.0
+    gate_quantile: float = 0.25
     metrics: dict = field(default_factory=dict)
 
     def meta(self) -> dict:
@@ -106,6 +112,10 @@ class DefectResult:
     map_or_maker: np.ndarray | Callable[[], np.ndarray]
     raw_score: float
     inference_ms: float
+    # the frame did not look like the surface (the model's gate): no boxes, not a defect
+    off_surface: bool = False
+    # the frame's gate statistic over the gate level (>= 1: off the surface; 0: no gate)
+    surface: float = 0.0
 
     @property
     def score_map(self) -> np.ndarray:
