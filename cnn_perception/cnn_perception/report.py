@@ -231,6 +231,11 @@ def flight_plot(res: ReportResult) -> str:
         e, n = zip(*res.path, strict=True)
         ax.plot(e, n, '-', color='#4a7bd0', lw=1.5, label='flight path')
         ax.plot(e[0], n[0], 'o', color='#4a7bd0', ms=5)
+    for i, r in enumerate(res.not_inspected):
+        if r['from_east_m'] is not None and r['to_east_m'] is not None:
+            ax.plot([r['from_east_m'], r['to_east_m']], [r['from_north_m'], r['to_north_m']],
+                    '-', color='#999999', lw=7, alpha=0.45, solid_capstyle='round',
+                    label='not inspected (off the surface)' if i == 0 else None)  # fmt: skip
     for r in res.rows:
         if r['east_m'] is not None:
             ax.plot(r['east_m'], r['north_m'], 'X', color='#d03030', ms=9)
@@ -238,6 +243,8 @@ def flight_plot(res: ReportResult) -> str:
                         xytext=(4, 6), fontsize=8)  # fmt: skip
     if not res.path and not any(r['east_m'] is not None for r in res.rows):
         ax.text(0.5, 0.5, 'no position source in this bag', ha='center', transform=ax.transAxes)
+    if res.not_inspected:
+        ax.legend(loc='best', fontsize=8)
     ax.set_xlabel('east (m)')
     ax.set_ylabel('north (m)')
     ax.set_aspect('equal', adjustable='datalim')

@@ -30,8 +30,23 @@ def test_demo_outputs_match_the_bag(tmp_path):
     md = (out / 'summary.md').read_text()
     table = dict(re.findall(r'\| `(/cnn_perception/[^`]+)` \| (\d+) \|', md))
     assert table and {t: int(n) for t, n in table.items()} == {t: counts.get(t, 0) for t in table}
-    assert counts['/cnn_perception/classifier/classification'] == 12  # every frame
-    assert counts['/cnn_perception/defects/detections'] == 12
-    seen = re.findall(r'^- (.+): (\d+) frame', md, re.M)
-    assert sum(int(n) for _, n in seen) == 12
+    frames = json.loads((out / 'flight' / 'inspection_truth.json').read_text())['frames']
+    # every frame classified; a defect array may be dropped under load (sensor-data QoS)
+    assert counts['/cnn_perception/classifier/classification'] == frames
+    assert counts['/cnn_perception/defects/detections'] >= frames - 3
+    seen = re.findall(r'^- (.+): (\d+) frame\(s\)$', md.split('## Objects')[0], re.M)
+    assert sum(int(n) for _, n in seen) == frames
     assert any(label == 'espresso' for label, _ in seen)
+    # the report against the flight's truth: each painted defect once, the take-off
+    # (grass, sky, a cup, a cat) not inspected
+    row = re.search(
+        r'\| defects on the wall \| (\d+) \| (\d+) found, (\d+) twice, (\d+) false', md
+    )
+    true, found, twice, false = map(int, row.groups())
+    assert true >= 8 and found >= 0.9 * true and twice == 0 and false <= 0.1 * found, md
+    err = re.search(r'\| median position error \| 0 m \| ([\d.]+) m \|', md)
+    assert float(err.group(1)) <= 0.5
+    off = re.search(r'\| take-off frames \(.*\) \| (\d+) not inspected \| (\d+) not inspected', md)
+    assert off.group(1) == off.group(2), md
+    html = (out / 'report' / 'report.html').read_text()
+    assert f'<b>{found}</b>distinct defects' in html
