@@ -221,7 +221,7 @@ def _shared(dev: str, model: str) -> dict:
 
     Own passes: the classifier's (224 px centre crop) and the defect detector's (whole
     frame, 320 px, built-in brick model). Shared: core/shared.py's SharedBackbone on torch
-    (fp16 on CUDA) serving the classifier and the built-in model fitted on its crop.
+    (fp16 on CUDA) serving the classifier and the built-in model fitted on its view.
     """
     from cnn_perception.core.classifier import SharedClassifier, load_classifier
     from cnn_perception.core.defects import DefectDetector, FeatureExtractor, load_defect_model

@@ -213,7 +213,8 @@ def test_bag_process_localize_writes_boxes_foxglove_decodes(tmp_path):
     assert dets[0].detections[0].hypothesis.label in ann[0].texts[0].text
 
 
-def test_the_shared_pass_gives_the_same_boxes_and_tracks_objects():
+def test_the_shared_pass_boxes_the_whole_frame_and_tracks_objects():
+    """The shared pass sees the whole frame: boxes anywhere in it, one track per object."""
     from std_msgs.msg import Header
 
     from cnn_perception import contract
@@ -222,28 +223,22 @@ def test_the_shared_pass_gives_the_same_boxes_and_tracks_objects():
     from cnn_perception.steps import node_params
     from cnn_perception.steps.classify import ClassifierStep
 
-    def step(**kw):
-        p = {q.name: q.default for q in node_params(ClassifierStep)}
-        p.update(localize=True, **kw)
-        return ClassifierStep(p)
-
-    own, shared = step(), step(shared_backbone=True)
+    p = {q.name: q.default for q in node_params(ClassifierStep)}
+    p.update(localize=True, shared_backbone=True)
+    shared = ClassifierStep(p)
     scene = TestScene(640, 480, speed_px=8)
     seen = []
     for i in range(12):
         rgb = scene.read()
         header = Header(frame_id='cam')
         header.stamp.sec = 100 + i
-        outs = [s(rgb, header) for s in (own, shared)]
-        a, b = (dict(o.messages)[contract.CLASSIFIER_DETECTIONS] for o in outs)
-        assert a.header.stamp.sec == 100 + i and a.header.frame_id == 'cam'
-        assert [d.hypothesis.label for d in a.detections] == [
-            d.hypothesis.label for d in b.detections
-        ]
-        for da, db in zip(a.detections, b.detections, strict=True):
-            assert abs(da.bbox.center_x - db.bbox.center_x) < 2.0
-            assert da.id == db.id
-        seen.append([(d.id, d.hypothesis.class_id) for d in a.detections if d.id])
+        b = dict(shared(rgb, header).messages)[contract.CLASSIFIER_DETECTIONS]
+        assert b.header.stamp.sec == 100 + i and b.header.frame_id == 'cam'
+        for d in b.detections:
+            x0, y0 = d.bbox.center_x - d.bbox.size_x / 2, d.bbox.center_y - d.bbox.size_y / 2
+            assert -1 <= x0 and x0 + d.bbox.size_x <= 641 and -1 <= y0
+            assert y0 + d.bbox.size_y <= 481
+        seen.append([(d.id, d.hypothesis.class_id) for d in b.detections if d.id])
     SharedBackbone.get('efficientnet_lite0').forget()
     # the scene pans over the cat: its track keeps one id and one class across frames
     ids = [i for frame in seen for i in frame]

@@ -44,11 +44,15 @@ def test_heads_share_one_pass_per_frame_with_their_own_answers():
     clf(img.copy(), Header())
     assert sb.passes == before + 2, 'every output of this frame is cached now'
     assert out.messages[0][1].results[0].label in COFFEE_LABELS
-    # the classifier's own pass and the shared one: the same input, the same logits
-    own = load_classifier()
-    logits = own.backend.run(own.preprocess(img))[0]
-    assert np.abs(logits - sb.run(img)['logits']).max() < 1e-4
-    # the defect features: those of the detector's own pass over the same centre crop
+    # the shared pass's logits are the classifier's network on the whole frame
+    import torch
+
+    own = load_classifier(backend='torch')
+    with torch.inference_mode():
+        logits = own.backend.model(torch.from_numpy(sb.prepare(img))).numpy()
+    assert sb.prepare(img).shape == (1, 3, 192, 288)  # coffee: 400 x 600, all of it
+    assert np.abs(logits - sb.run(img)['logits']).max() < 1e-3
+    # the defect features: those of the detector's own pass over the same whole frame
     feats_own = FeatureExtractor(**SHARED_GEOMETRY)(img)
     assert np.abs(feats_own - SharedFeatures(sb)(img)).max() < 1e-3
 
@@ -104,35 +108,39 @@ def test_the_shared_pass_on_onnxruntime_never_imports_torch():
     assert out.stdout.strip().splitlines()[-1] == 'False', out.stdout
 
 
-def test_a_defect_model_fitted_on_the_centre_crop_scores_only_there():
-    """The shared pass's view: boxes inside the crop, the borders scored 0 (unchecked)."""
-    from cnn_perception.core.defects import load_defect_model
-    from cnn_perception.core.defects.detector import DefectDetector
-    from cnn_perception.core.surfaces import normal_crops
+def test_the_shared_pass_inspects_the_whole_frame_corners_included():
+    """desktop.yaml's shared pass: a defect in each corner (outside any centre crop) found."""
+    import cv2
+
+    from cnn_perception.core.surfaces import texture
+    from cnn_perception.steps.defects import DefectStep
     from cnn_perception.tools.datasets import paint_defect
 
-    model = load_defect_model('builtin:brick', shared=True)
-    assert (model.input_size, model.centre_crop) == (224, 0.875)
-    det = DefectDetector(model)
-    rng = np.random.default_rng(3)
-    frame = normal_crops('brick', 1, 480, seed=7)[0][:256]  # 256 x 480, wide
-    (x0, y0, sx, sy, nh, nw) = det.extractor.geometry(*frame.shape[:2])
-    assert round(x0) == (480 - 224) // 2 and round(nw * sx) == 224  # 256 * 0.875
-    clean = det.detect(frame)
-    assert not clean.is_defect, clean.score
-    left, right = round(x0), round(x0 + nw * sx)
-    assert clean.score_map[:, :left].max() == 0 and clean.score_map[:, right:].max() == 0
-    painted, mask = paint_defect(frame[:, left:right].copy(), 'stain', rng)
-    inside = frame.copy()
-    inside[:, left:right] = painted
-    res = det.detect(inside)
-    assert res.is_defect and res.boxes, res.score
-    b = res.boxes[0]
-    ys, xs = np.nonzero(mask)
-    assert b.x <= left + xs.mean() <= b.x + b.width and b.y <= ys.mean() <= b.y + b.height
-    outside = frame.copy()
-    outside[:, :left] = paint_defect(frame[:, :left].copy(), 'stain', rng)[0]
-    assert not det.detect(outside).is_defect, 'the borders are not inspected'
+    step = DefectStep(_params(DefectStep, shared_backbone=True, tracking=False))
+    assert step.shared_pass is not None
+    assert (step.detector.model.input_size, step.detector.model.centre_crop) == (192, 0.0)
+    rng = np.random.default_rng(0)
+    # the wall at the scale the built-in model knows: 341 x 256 photo pixels -> 640 x 480
+    crop = texture('brick')[100:356, 60:401].copy()
+    clean = cv2.resize(crop, (640, 480))
+    assert not step.detector.detect(clean).boxes
+    centres = []
+    corners = (('hole', 0, 0), ('crack', 277, 0), ('stain', 0, 192), ('scratch', 277, 192))
+    for kind, px, py in corners:
+        patch, mask = paint_defect(crop[py : py + 64, px : px + 64], kind, rng)
+        crop[py : py + 64, px : px + 64] = patch
+        ys, xs = np.nonzero(mask)
+        centres.append(((xs.mean() + px) * 640 / 341, (ys.mean() + py) * 480 / 256))
+    res = step.detector.detect(cv2.resize(crop, (640, 480)))
+    # every one outside the 420 px centre square the pass once saw (x 110-530)
+    assert all(x < 110 or x > 530 for x, _ in centres)
+
+    def found(x, y):
+        return any(b.x - 8 <= x <= b.x + b.width + 8 and b.y - 8 <= y <= b.y + b.height + 8
+                   for b in res.boxes)  # fmt: skip
+
+    assert all(found(x, y) for x, y in centres), (centres, res.boxes)
+    assert len(res.boxes) == 4, res.boxes
 
 
 def test_a_shared_backbone_runs_on_torch_and_refuses_onnxruntime_on_cuda():

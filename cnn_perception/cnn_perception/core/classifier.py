@@ -241,7 +241,7 @@ def _onnx_classifier(path: Path, device, num_threads, input_size, precision, loc
 
 
 class SharedClassifier(Classifier):
-    """Top-k from the process's shared backbone pass (`core/shared.py`): its centre crop.
+    """Top-k from the process's shared backbone pass (`core/shared.py`): the whole frame.
 
     With `localize`, boxes from the same pass: its last feature maps are an output of the
     pass (`cam`), the dense head is read from its ONNX file or the torch module.

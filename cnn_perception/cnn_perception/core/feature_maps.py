@@ -173,12 +173,11 @@ def eigen_cam(act: np.ndarray) -> np.ndarray:
 
 
 def cam_to_source(cam: np.ndarray, preprocess, height: int, width: int) -> np.ndarray:
-    """Place a CAM over the network's input crop back onto the full source frame."""
-    x0, y0, scale = preprocess.crop_box(height, width)
-    side = preprocess.crop * scale
+    """Place a CAM over the network's input (centre crop or whole frame) onto the frame."""
+    x0, y0, vw, vh, _, _ = preprocess.view(height, width)
     out = np.zeros((height, width), np.float32)
     xa, ya = int(round(x0)), int(round(y0))
-    xb, yb = min(width, int(round(x0 + side))), min(height, int(round(y0 + side)))
+    xb, yb = min(width, int(round(x0 + vw))), min(height, int(round(y0 + vh)))
     out[ya:yb, xa:xb] = cv2.resize(cam, (xb - xa, yb - ya), interpolation=cv2.INTER_CUBIC)
     return np.clip(out, 0, 1)
 

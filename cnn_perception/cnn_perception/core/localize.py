@@ -33,11 +33,13 @@ import numpy as np
 # cell). Measured on a calibration set apart from the bench's (`python -m cnn_perception
 # bench --localize --calibrate`, 2026-12-04): the cut that localises best, near objects
 # (whole photographs) and far ones (pasted at 10-60%) counting half each. A model not
-# listed (one added with `register_model`) gets FRACTION and no shift.
+# listed (one added with `register_model`) gets FRACTION and no shift. The third value
+# is the (square) input the shift was measured at: on another input (the shared pass's
+# whole frame) the maps lie off by the same network pixels.
 CALIBRATION = {
-    'efficientnet_lite0': (0.25, (0.137, 0.117)),
-    'efficientnet_lite1': (0.2, (0.090, 0.072)),
-    'efficientnet_lite2': (0.15, (0.034, 0.005)),
+    'efficientnet_lite0': (0.25, (0.137, 0.117), 224),
+    'efficientnet_lite1': (0.2, (0.090, 0.072), 240),
+    'efficientnet_lite2': (0.15, (0.034, 0.005), 260),
 }
 FRACTION = 0.2  # the CAM paper's cut, for models without a calibration
 MIN_AREA = 0.005  # of the view's area: smaller regions are noise of the upsampling
@@ -204,7 +206,9 @@ class Localizer:
 
     def __init__(self, head: DenseHead | None, arch: str = '', log=print):
         self.head, self.log = head, log
-        self.fraction, self.shift = CALIBRATION.get(arch, (FRACTION, (0.0, 0.0)))
+        self.fraction, self.shift, self.input_size = CALIBRATION.get(
+            arch, (FRACTION, (0.0, 0.0), 224)
+        )
         self.exact: bool | None = None  # decided on the first frame (`check`)
 
     def check(self, features: np.ndarray, logits: np.ndarray, model: str = 'this model') -> bool:
@@ -245,31 +249,34 @@ class Localizer:
             chosen = chosen[:1]
         if not chosen:
             return []
-        view = preprocess.crop_box(height, width)
+        view = preprocess.view(height, width)
         out = []
         for h, cam in zip(chosen, self.maps(features, [h.class_id for h in chosen]), strict=True):
             gap = 1.0 / cam.shape[0]
             for *box, share in regions(view_map(cam), self.fraction, gap=gap):
-                x, y, w, hh = self.to_source(box, view, preprocess.crop)
+                x, y, w, hh = self.to_source(box, view)
                 out.append(ObjectBox(h.class_id, h.label, float(h.score) * share, x, y, w, hh))
         return sorted(out, key=lambda o: -o.score)
 
-    def to_source(self, box, view, crop: int):
+    def view_shift(self, nw: int, nh: int) -> tuple[float, float]:
+        """Return the grid offset in units of an nw x nh input (calibrated in its own)."""
+        return self.shift[0] * self.input_size / nw, self.shift[1] * self.input_size / nh
+
+    def to_source(self, box, view):
         """(x, y, w, h) in source pixels of a (x0, y0, x1, y1) view-unit box, shift undone."""
-        x0, y0, scale = view
-        side = crop * scale
-        sx, sy = self.shift
+        x0, y0, vw, vh, nw, nh = view
+        sx, sy = self.view_shift(nw, nh)
         a, c = min(max(box[0] - sx, 0.0), 1.0), min(max(box[2] - sx, 0.0), 1.0)
         b, d = min(max(box[1] - sy, 0.0), 1.0), min(max(box[3] - sy, 0.0), 1.0)
-        return x0 + a * side, y0 + b * side, (c - a) * side, (d - b) * side
+        return x0 + a * vw, y0 + b * vh, (c - a) * vw, (d - b) * vh
 
 
 def source_map(localizer: Localizer, cam: np.ndarray, preprocess, h: int, w: int) -> np.ndarray:
     """Return a map as an h x w image (0..1 of its peak; the model's shift undone)."""
-    x0, y0, scale = preprocess.crop_box(h, w)
-    side = preprocess.crop * scale
-    x0, y0 = x0 - localizer.shift[0] * side, y0 - localizer.shift[1] * side
-    up = view_map(cam, max(1, round(side)))
+    x0, y0, vw, vh, nw, nh = preprocess.view(h, w)
+    sx, sy = localizer.view_shift(nw, nh)
+    x0, y0 = x0 - sx * vw, y0 - sy * vh
+    up = cv2.resize(view_map(cam), (max(1, round(vw)), max(1, round(vh))))
     out = np.zeros((h, w), np.float32)
     xa, ya = max(0, round(x0)), max(0, round(y0))
     xb, yb = min(w, round(x0) + up.shape[1]), min(h, round(y0) + up.shape[0])

@@ -40,6 +40,12 @@ class Preprocess:
             resize=round(crop * self.resize / self.crop), crop=crop, mean=self.mean, std=self.std
         )
 
+    def view(self, height: int, width: int) -> tuple[float, float, float, float, int, int]:
+        """(x0, y0, width, height) of the source region the network sees, and its input (w, h)."""
+        x0, y0, scale = self.crop_box(height, width)
+        side = self.crop * scale
+        return x0, y0, side, side, self.crop, self.crop
+
     def crop_box(self, height: int, width: int) -> tuple[float, float, float]:
         """(x0, y0, scale) mapping network-input pixels back to source pixels."""
         scale = self.resize / min(height, width)
@@ -70,6 +76,42 @@ class Preprocess:
     @cached_property
     def _offset(self) -> np.ndarray:
         return normaliser(self.mean, self.std)[1]
+
+
+@dataclass(frozen=True)
+class WholeFrame:
+    """The whole frame as the network's input: short side to `short`, aspect kept.
+
+    Sides are rounded to multiples of 16, as the defect detector's own whole-frame input
+    (`defects.extractor.frame_geometry`), so the two see the same pixels. The shared
+    backbone pass (core/shared.py) uses it: every head covers the whole frame.
+    """
+
+    short: int = 192
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    @property
+    def crop(self) -> int:  # the input's short side (what `Preprocess.crop` is to a square)
+        return self.short
+
+    def size(self, height: int, width: int) -> tuple[int, int]:
+        """Return the network input's (height, width) for an h x w frame."""
+        s = self.short / min(height, width)
+        return max(16, round(height * s / 16) * 16), max(16, round(width * s / 16) * 16)
+
+    def view(self, height: int, width: int) -> tuple[float, float, float, float, int, int]:
+        nh, nw = self.size(height, width)
+        return 0.0, 0.0, float(width), float(height), nw, nh
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f'expected an HxWx3 RGB image, got shape {rgb.shape}')
+        nh, nw = self.size(*rgb.shape[:2])
+        interp = cv2.INTER_AREA if nh < rgb.shape[0] / 2 else cv2.INTER_LINEAR
+        img = cv2.resize(rgb, (nw, nh), interpolation=interp)
+        scale, offset = normaliser(self.mean, self.std)
+        return to_nchw(img, scale, offset)
 
 
 def normaliser(mean, std) -> tuple[np.ndarray, np.ndarray]:

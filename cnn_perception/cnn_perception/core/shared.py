@@ -14,13 +14,16 @@ the classifier leads: its frames' outputs are pinned here (`run(..., pin=True)`)
 hands which frame to whom is the in-process frame hub's job (`intra.FrameHub`: `follow`,
 `hand_over`, `leading`), not this module's: this one is pure, frame in, outputs out.
 
-The shared geometry is the classifier's own input (short side to 256, centre square of
-224 for EfficientNet-Lite0): the classifier's answers and the feature maps are exactly
-those of their own passes, and the defect detector scores that centre square with a
-model fitted on it (`defects fit --input-size 224 --centre-crop 0.875`; the built-in
-models are fitted so on first use). The frame's borders go unchecked: 57% of a 4:3
-frame is inspected (docs/benchmarks.md, "One backbone pass"). A whole-frame 320 px pass
-was tried first: on this CPU it cost more than the passes it saved.
+The shared geometry is the whole frame, aspect kept, short side SHARED_SHORT (192) px:
+a 640x480 frame goes through as 256x192, the pixel count of the classifier's own
+224 x 224 centre crop, so the pass costs what the classifier alone does. The classifier
+reads its class from the whole frame (global pooling does not care about the shape):
+on the bench's labelled photo frames 54 of 60 right against 50 of 60 from its centre
+crop (docs/benchmarks.md, "One backbone pass"). The defect detector scores all of the
+frame with a model fitted on that geometry (`defects fit --input-size 192`; the built-in
+models are fitted so on first use), and the feature maps and boxes are placed on the
+whole frame. Until 2026-12-04 the pass was the classifier's centre crop: 57% of a 4:3
+frame was inspected, its borders never.
 
 It runs on ONNX Runtime (CPU) or on torch (CUDA, fp16: the Jetson), as the heads'
 `backend` / `device` say.
@@ -33,8 +36,10 @@ import threading
 import numpy as np
 
 from cnn_perception.core.models import DEFAULT_MODEL, model_entry
+from cnn_perception.core.preprocess import WholeFrame
 
 PATCH_LAYERS = (2,)
+SHARED_SHORT = 192  # the whole frame's short side in the pass, network pixels
 # The outputs of the graph every frame goes through: logits, the defect detector's patch
 # features, the last feature maps (the classifier's boxes, `core/localize.py`)
 LEAN = ('logits', 'patch', 'cam')
@@ -88,8 +93,9 @@ class SharedBackbone:
         self.acts = list(dict.fromkeys([*entry.feature_layers, entry.cam_layer]))
         self.cam_layer = entry.cam_layer
         self.patch_layers = PATCH_LAYERS
-        self.preprocess = entry.preprocess
-        self.input_size = entry.preprocess.crop
+        own = entry.preprocess
+        self.preprocess = WholeFrame(SHARED_SHORT, own.mean, own.std)
+        self.input_size = SHARED_SHORT
         self.needs: set[str] = set()  # what the heads read: 'logits', 'patch', 'cam'
         self.heads = 0  # nodes that got it through `for_node`
         self._open_acts = lambda: None  # the ONNX path opens its second graph here
@@ -188,16 +194,18 @@ class SharedBackbone:
             return MultiOutputNet(net, acts, self.patch_layers), info
 
         names = ('logits', 'patch', *[f'act{i}' for i in range(len(acts))])
-        # lean: v1 a 320 px whole-frame graph, v2 without the last feature maps (`cam`)
-        tag = 'sharedv2acts' if len(acts) > 1 else 'sharedv3'
-        return cached_export(model, self.input_size, tag, build, output_names=names)
+        # lean: v1 a 320 px whole-frame graph, v2 without the last feature maps (`cam`),
+        # v3 with them; v4 any frame shape (the whole frame at SHARED_SHORT)
+        tag = 'sharedv4acts' if len(acts) > 1 else 'sharedv4'
+        return cached_export(model, self.input_size, tag, build, output_names=names,
+                             spatial_dynamic=True)  # fmt: skip
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
-        """Return the classifier's own input: short side scaled, centre square, NCHW."""
+        """Return the whole frame as the pass's input: short side SHARED_SHORT, NCHW."""
         return self.preprocess(rgb)
 
     def geometry(self, h: int, w: int):
-        """Where the pass looks in an h x w frame (`FeatureExtractor.geometry`)."""
+        """Return where the pass looks in an h x w frame (`FeatureExtractor.geometry`)."""
         from cnn_perception.core.defects.extractor import frame_geometry
 
         return frame_geometry(h, w, self.input_size, self.preprocess)
@@ -276,9 +284,7 @@ class SharedBackbone:
             self._cache.clear()
             self._pinned = None
 
-    @property
-    def centre_crop(self) -> float:
-        return self.preprocess.crop / self.preprocess.resize
+    centre_crop = 0.0  # the whole frame (DefectModel.centre_crop's convention)
 
     def matches_defect_model(self, m) -> bool:
         """Whether a defect model's features are exactly this pass's patch output."""

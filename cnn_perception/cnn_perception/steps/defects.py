@@ -47,8 +47,8 @@ PARAMS = [
         'shared_backbone',
         False,
         'Share one backbone pass per frame with the other heads in this process (the '
-        "classifier's centre crop, so the frame's borders go unchecked; a built-in model is "
-        'fitted on that crop): classifier, defect detector and feature maps',
+        'whole frame, short side 192 px; a built-in model is fitted on that view): '
+        'classifier, defect detector and feature maps',
     ),
     Param(
         'tracking',
@@ -103,7 +103,7 @@ class DefectStep(Step):
     def __init__(self, p: dict, log=print):
         super().__init__(p, log)
         self.sensitivity, self.min_area, self.tile = p['sensitivity'], p['min_area'], p['tile']
-        # A built-in model is fitted on the shared pass's centre crop when sharing
+        # A built-in model is fitted on the shared pass's view when sharing
         model = load_defect_model(p['model'], log=log, shared=p['shared_backbone'])
         extractor = self.shared_pass = None
         if p['shared_backbone']:
@@ -116,8 +116,8 @@ class DefectStep(Step):
                 self.shared_pass = shared
             else:
                 log(f"{p['model']}: fitted on another view than the shared pass (stage 2 of "
-                    f"the classifier's {shared.input_size} px centre crop: `defects fit "
-                    "--input-size 224 --centre-crop 0.875`); running its own pass")  # fmt: skip
+                    f"the whole frame at {shared.input_size} px: `defects fit --input-size "
+                    f"{shared.input_size}`); running its own pass")  # fmt: skip
         self.detector = DefectDetector(
             model, p['backend'], p['device'], p['num_threads'], extractor=extractor
         )

@@ -106,7 +106,7 @@ class FeatureStep(Step):
                 else fm.eigen_cam(acts[cam_layer])
             )
             h, w = rgb.shape[:2]
-            preprocess = (self.shared_pass or self.model).preprocess  # the same centre crop
+            preprocess = (self.shared_pass or self.model).preprocess  # where the pass looked
             full = fm.cam_to_source(cam, preprocess, h, w)
             label = labels[top] if labels else str(top)
             overlay = draw_label_panel(fm.cam_overlay(rgb, full), [f'{label} ({self.cam_method})'])

@@ -144,17 +144,14 @@ def _scores(clf, frames, fractions=THRESHOLDS):
         pred = top_k_of(logits, clf.labels, 5, 0.0, 0.0)
         cls_hits += pred.results[0].class_id in ids
         right = max(ids, key=lambda i: logits[i])
-        view = clf.preprocess.crop_box(*rgb.shape[:2])
+        view = clf.preprocess.view(*rgb.shape[:2])
         up_right = view_map(loc.maps(features, [right])[0])
         up_top = view_map(loc.maps(features, [pred.results[0].class_id])[0])
         gap = 1.0 / features.shape[1]
         for j, f in enumerate(fractions):
 
             def boxes(up, f=f, view=view, gap=gap):
-                return [
-                    loc.to_source(r[:4], view, clf.preprocess.crop)
-                    for r in regions(up, f, gap=gap)
-                ]
+                return [loc.to_source(r[:4], view) for r in regions(up, f, gap=gap)]
 
             right_boxes = boxes(up_right)
             ious = [iou(b, truth) for b in right_boxes] or [0.0]

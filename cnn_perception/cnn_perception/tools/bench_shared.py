@@ -2,11 +2,12 @@
 
 In one process, without ROS, on the 60 photograph frames of `tools/zoo.py`: the
 classifier alone (its own 224 px centre-crop pass) against the classifier and the defect
-detector both on every frame, with and without the shared pass (the classifier's centre
-crop, core/shared.py); the classifier's logits from the shared pass against its own; the
-defect metrics of the whole-frame model on its own pass against the centre-crop model on
-the shared pass. Then the pipeline: the classifier's results/s with all four
-nodes sharing one pass (defects on every frame) against the classifier alone.
+detector both on every frame, with and without the shared pass (the whole frame, short
+side 192, core/shared.py); the classifier's top-1 from the shared pass against its own
+(accuracy on the frames' accepted classes); the defect metrics of the 320 px model on
+its own pass against the 192 px model on the shared pass. Then the pipeline: the
+classifier's results/s with all four nodes sharing one pass (defects on every frame)
+against the classifier alone.
 """
 
 import statistics
@@ -119,7 +120,7 @@ def shared(log=print, seconds: float = 10.0) -> dict:
     top_own = [int(np.argmax(v)) for v in own_logits]
     top_shared = [int(np.argmax(v)) for v in shared_logits]
 
-    log('shared: defect metrics, whole frame (own pass) vs centre crop (shared pass) ...')
+    log('shared: defect metrics, own pass (320 px) vs shared pass (192 px) ...')
     normal, defects, masks = make_defect_images('brick', 40, 256, seed=2)
     metrics = {}
     for name, step in (('own', own_det), ('shared', shared_det)):
@@ -139,9 +140,6 @@ def shared(log=print, seconds: float = 10.0) -> dict:
             b / a for a, b in zip(runs['alone'], runs['both_shared'], strict=True)
         ],
         'ratio_own_passes': ms['both_own'] / ms['alone'],
-        'logits_max_diff': max(
-            float(np.abs(a - b).max()) for a, b in zip(own_logits, shared_logits, strict=True)
-        ),
         'top1_agreement': _mean(a == b for a, b in zip(top_own, top_shared, strict=True)),
         'top1_accuracy_own': _mean(t in ok for t, ok in zip(top_own, labels_ok, strict=True)),
         'top1_accuracy_shared': _mean(
@@ -197,7 +195,8 @@ def shared_markdown(r: dict) -> str:
             '',
         ),
         (
-            'classifier from the shared pass (same crop, logits + patch features)',
+            'classifier from the shared pass (whole frame: 256x192 for 4:3; logits + patch '
+            'features)',
             f'{r["classifier_shared_pass_ms"]:.1f} ms',
             '',
         ),
@@ -213,17 +212,18 @@ def shared_markdown(r: dict) -> str:
             f'<= 1.3x | {ok(both <= 1.3)}',
         ),
         (
-            'classifier: shared pass vs own (max abs logit difference; top-1 agreement)',
-            f'{r["logits_max_diff"]:.1e}; {r["top1_agreement"]:.0%} (accuracy '
-            f'{r["top1_accuracy_shared"]:.0%} vs {r["top1_accuracy_own"]:.0%})',
-            '',
+            'classifier top-1 accuracy: shared pass (whole frame) vs own (centre crop); '
+            'top-1 agreement',
+            f'{r["top1_accuracy_shared"]:.0%} vs {r["top1_accuracy_own"]:.0%}; '
+            f'{r["top1_agreement"]:.0%}',
+            f'not lower | {ok(r["top1_accuracy_shared"] >= r["top1_accuracy_own"])}',
         ),
-        ('defects, own pass (whole frame), 40 + 40 held-out brick crops', dm(d_own), ''),
-        ('defects, shared pass (centre crop)', dm(d_sh), ''),
+        ('defects, own pass (whole frame, 320 px), 40 + 40 held-out brick crops', dm(d_own), ''),
+        ('defects, shared pass (whole frame, 192 px)', dm(d_sh), ''),
         (
             'share of a 640x480 frame the shared defect detector inspects',
             f'{r["inspected_share_640x480"]:.0%}',
-            '',
+            f'100% | {ok(r["inspected_share_640x480"] >= 0.999)}',
         ),
         (
             'pipeline: classifier results/s, all four nodes sharing / classifier alone',

@@ -12,17 +12,17 @@ BUILTIN_PREFIX = 'builtin:'
 DEFAULT_DEFECT_MODEL = 'builtin:brick'  # the nodes' and tools' default: a brick wall
 # Bumped when the built-in models' recipe (layers, input size, coreset) changes, so a
 # model cached by an older build is fitted again instead of silently reused.
-BUILTIN_RECIPE = 6
-# The classifier's own input (EfficientNet-Lite0: centre 224 of 256), for a built-in model
-# that shares the classifier's backbone pass (`shared_backbone`, core/shared.py)
-SHARED_GEOMETRY = {'input_size': 224, 'centre_crop': 0.875}
+BUILTIN_RECIPE = 8
+# The shared backbone pass's input (`shared_backbone`, core/shared.py): the whole frame,
+# short side 192, for a built-in model that reads its patch features from that pass
+SHARED_GEOMETRY = {'input_size': 192, 'centre_crop': 0.0}
 
 
 def builtin_model_path(texture: str, shared: bool = False) -> Path:
     import os
 
     base = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
-    tag = '_c224' if shared else ''
+    tag = '_w192' if shared else ''
     name = f'builtin_{texture}_v{VERSION}r{BUILTIN_RECIPE}{tag}.npz'
     return base / 'cnn_perception' / 'defects' / name
 
@@ -32,7 +32,7 @@ def load_defect_model(name: str, log=print, shared: bool = False) -> DefectModel
 
     Built-in models are fitted once on a scikit-image texture photograph (brick wall,
     gravel, grass) and cached, so demos and tests need no dataset. `shared`: a built-in
-    model on the classifier's centre crop (SHARED_GEOMETRY), for the shared backbone pass.
+    model on the shared backbone pass's geometry (SHARED_GEOMETRY: the whole frame).
     """
     if not name.startswith(BUILTIN_PREFIX):
         model = DefectModel.load(Path(name))
@@ -56,7 +56,7 @@ def load_defect_model(name: str, log=print, shared: bool = False) -> DefectModel
         return DefectModel.load(path)
     log(
         f'fitting built-in defect model {name}'
-        + (" on the classifier's centre crop" if shared else '')
+        + (" for the shared pass's whole frame" if shared else '')
         + f' on the scikit-image {texture} photograph (once; cached in {path})'
     )
     # 160 crops cover the photograph well and a 1.25% coreset keeps the bank (3200
@@ -66,12 +66,11 @@ def load_defect_model(name: str, log=print, shared: bool = False) -> DefectModel
     normal = normal_crops(texture, 200, seed=100)
     geometry = SHARED_GEOMETRY if shared else {}
     ex = FeatureExtractor(**geometry)
-    # The centre crop has half the patches per image (28 x 28): the same 1.25% share
-    # keeps half the bank. Halved again (784) it scores in about a third of a millisecond
-    # beside the classifier's pass: the same AUROCs as 4x the bank on brick, moon and
-    # gravel, fewer box hits on gravel's thin cracks (docs/benchmarks.md, "One backbone
-    # pass").
-    ratio = 0.00625 if shared else 0.0125
+    # The shared pass sees a crop at 192 px: 24 x 24 patches, under half of 320 px's, so
+    # the same 1.25% share keeps 1152 of them. Half that share (the centre-crop pass's,
+    # which never saw a frame's edges) flagged 2 of 100 clean whole crops at their edges;
+    # this one none, with all 40 painted defects still found (2026-12-04).
+    ratio = 0.0125
     model = DefectModel(
         fit(normal[:160], extractor=ex, coreset_ratio=ratio, progress=False, log=log),
         **geometry,

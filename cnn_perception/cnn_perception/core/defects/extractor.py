@@ -80,9 +80,9 @@ class FeatureExtractor:
 
 def frame_geometry(h: int, w: int, input_size: int, crop: Preprocess | None = None):
     """`FeatureExtractor.geometry` without an extractor (the shared pass uses it too)."""
-    if crop is not None:
-        x0, y0, scale = crop.crop_box(h, w)
-        return x0, y0, scale, scale, crop.crop, crop.crop
+    if crop is not None:  # a Preprocess (centre square) or a WholeFrame
+        x0, y0, vw, vh, nw, nh = crop.view(h, w)
+        return x0, y0, vw / nw, vh / nh, nh, nw
     s = input_size / min(h, w)
     nh, nw = max(16, round(h * s / 16) * 16), max(16, round(w * s / 16) * 16)
     return 0.0, 0.0, w / nw, h / nh, nh, nw
