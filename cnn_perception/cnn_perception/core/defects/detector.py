@@ -18,7 +18,7 @@ from cnn_perception.core.defects.search import (
 # whose scores it interpolates bilinearly, so it has no finer detail; the boxes' connected
 # components and placing the map cost a quarter of what they did at the network's full
 # resolution (0.13 against 0.42 ms on a flagged 224 px crop), with the same image, pixel
-# and box metrics on brick, gravel and moon (docs/defects.md, seventh session).
+# and box metrics on brick, gravel and moon (docs/defects.md, commit 7036d22).
 MAP_STEP = 2.0
 
 
