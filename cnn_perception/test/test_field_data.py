@@ -99,10 +99,11 @@ def test_jpeg_frame_gets_the_same_top1_as_the_raw_frame(bags, processed):
     raw frame's answer is clear (margin >= 0.05); the cat frames sit 0.02 between two
     cat breeds, where any perturbation decides, and must stay a cat.
     """
-    from cnn_perception.core.classifier import load_classifier
+    from cnn_perception.bagtools.offline import build_steps
 
-    clf = load_classifier()
-    raw = [clf.predict(f, 2).results for f in fb.frames(6)]
+    # the classifier as `bag process` builds it (desktop.yaml: the shared whole-frame pass)
+    (step,) = build_steps({'classifier': True}, log=lambda *_: None)
+    raw = [step.clf.predict(f, 2).results for f in fb.frames(6)]
     for key in ('jpeg', 'png'):
         got = [m.results[0] for m in read_results(processed[key][1])[
             contract.CLASSIFICATION.full()]]  # fmt: skip
