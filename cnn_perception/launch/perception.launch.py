@@ -138,11 +138,11 @@ def generate_launch_description():
             )
         )
     env = []
-    if 'FASTRTPS_DEFAULT_PROFILES_FILE' not in os.environ:
+    # Fast DDS 3 (Kilted on) reads FASTDDS_DEFAULT_PROFILES_FILE and warns about the old
+    # name; Fast DDS 2 (Humble, Jazzy) reads only the old one.
+    fast_dds_2 = os.environ.get('ROS_DISTRO', 'jazzy') in ('humble', 'iron', 'jazzy')
+    var = 'FASTRTPS_DEFAULT_PROFILES_FILE' if fast_dds_2 else 'FASTDDS_DEFAULT_PROFILES_FILE'
+    if not {'FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROFILES_FILE'} & set(os.environ):
         # Frame-sized messages need a larger shared-memory segment (see the XML).
-        env.append(
-            SetEnvironmentVariable(
-                'FASTRTPS_DEFAULT_PROFILES_FILE', os.path.join(share, 'config', 'fastdds.xml')
-            )
-        )
+        env.append(SetEnvironmentVariable(var, os.path.join(share, 'config', 'fastdds.xml')))
     return LaunchDescription(args + env + [OpaqueFunction(function=_nodes)])
