@@ -7,6 +7,7 @@ One Ray instance for the module (`ray start --head`), joined by each command wit
 import json
 import os
 from pathlib import Path
+import secrets
 import shutil
 import signal
 import subprocess
@@ -36,10 +37,12 @@ def fleet(tmp_path_factory):
     assert r.returncode == 0, r.stderr
     ray_bin = str(Path(sys.executable).with_name('ray'))
     subprocess.run([ray_bin, 'stop', '--force'], capture_output=True)
-    # Ray 2.60 starts clusters with token authentication (~/.ray/auth_token); a client
-    # joining one by address needs RAY_AUTH_MODE=token too, as a user's shell would
-    before = os.environ.get('RAY_AUTH_MODE')
+    # Ray 2.60 starts clusters with token authentication; a client joining one by address
+    # needs RAY_AUTH_MODE=token and the token too, as a user's shell would. The token is
+    # this run's own (RAY_AUTH_TOKEN): a fresh machine has no ~/.ray/auth_token.
+    before = {k: os.environ.get(k) for k in ('RAY_AUTH_MODE', 'RAY_AUTH_TOKEN')}
     os.environ['RAY_AUTH_MODE'] = 'token'
+    os.environ['RAY_AUTH_TOKEN'] = secrets.token_hex(32)
     up = subprocess.run(
         [ray_bin, 'start', '--head', f'--port={PORT}', '--node-ip-address=127.0.0.1',
          '--num-cpus=2', '--include-dashboard=false',
@@ -49,10 +52,11 @@ def fleet(tmp_path_factory):
     assert up.returncode == 0, up.stdout + up.stderr
     yield d
     subprocess.run([ray_bin, 'stop', '--force'], capture_output=True)
-    if before is None:
-        os.environ.pop('RAY_AUTH_MODE', None)
-    else:
-        os.environ['RAY_AUTH_MODE'] = before
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def report(d, out, *extra, wait=True):
