@@ -143,6 +143,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action='store_true',
         help='classifier: boxes around what it recognises (localize: true over the YAML)',
     )
+    p.add_argument(
+        '--lifecycle',
+        action='store_true',
+        help='managed (lifecycle) nodes, driven by `ros2 lifecycle` or a lifecycle manager',
+    )
+    p.add_argument(
+        '--no-autostart',
+        dest='autostart',
+        action='store_false',
+        help='with --lifecycle: leave the nodes unconfigured at start-up',
+    )
 
 
 def run_from_args(args) -> int:
@@ -156,6 +167,8 @@ def run_from_args(args) -> int:
             args.params_file,
             args.image_topic,
             localize=args.localize,
+            lifecycle=args.lifecycle,
+            autostart=args.autostart,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from exc

@@ -170,6 +170,8 @@ def node_entries(
     params: Path | None = None,
     image_topic: str | None = None,
     localize: bool = False,
+    lifecycle: bool = False,
+    autostart: bool = True,
 ) -> list[NodeEntry]:
     """List the nodes to start, each with its namespace, parameters file and remappings.
 
@@ -177,7 +179,9 @@ def node_entries(
     processing nodes listen to another topic (a bag being replayed, camera off); a topic
     ending in `/compressed` is a CompressedImage stream: the nodes subscribe to it with
     `image_transport: compressed`, as image_transport's compressed subscriber would.
-    `localize` turns the classifier's boxes on whatever the parameters file says.
+    `localize` turns the classifier's boxes on whatever the parameters file says;
+    `lifecycle` makes managed nodes (`nodes/managed.py`), brought to active at start-up
+    unless `autostart` is false.
     """
     pfile = Path(params) if params else params_file(platform)
     keys = nodes if nodes is not None else list(load_plugins())
@@ -187,6 +191,8 @@ def node_entries(
         overrides = {'source': source} if key == 'camera' and source else {}
         if key == 'classifier' and localize:
             overrides['localize'] = True
+        if lifecycle:
+            overrides.update(lifecycle=True, autostart=autostart)
         remap = dict(spec.remappings)
         if image_topic and IMAGE_INPUT in remap:
             base, compressed = split_compressed(image_topic)

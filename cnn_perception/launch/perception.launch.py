@@ -23,6 +23,7 @@ def _nodes(context):
 
     keys = [k for k in platforms.NODES if arg(f'enable_{k}') in TRUE]
     localize = arg('localize') in TRUE
+    lifecycle, autostart = arg('lifecycle') in TRUE, arg('autostart') in TRUE
     entries = platforms.node_entries(
         arg('platform'),
         keys,
@@ -31,6 +32,8 @@ def _nodes(context):
         arg('params_file') or None,
         arg('image_topic') or None,
         localize=localize,
+        lifecycle=lifecycle,
+        autostart=autostart,
     )
     sim = {'use_sim_time': arg('use_sim_time') in TRUE}
     # the one-process pipeline decides from --platform; separate node processes are told
@@ -44,6 +47,8 @@ def _nodes(context):
             if arg(name):
                 cli += [f'--{name.replace("_", "-")}', arg(name)]
         cli += ['--localize'] if localize else []
+        cli += ['--lifecycle'] if lifecycle else []
+        cli += ['--no-autostart'] if lifecycle and not autostart else []
         cli += ['--ros-args', '--log-level', arg('log_level')]
         cli += ['-p', f'use_sim_time:={str(sim["use_sim_time"]).lower()}']
         return [
@@ -117,6 +122,21 @@ def generate_launch_description():
             choices=['true', 'false'],
             description='Classifier: also publish classifier/detections, a box around each '
             "recognised object from the classifier's own activations (true overrides the YAML)",
+        ),
+        DeclareLaunchArgument(
+            'lifecycle',
+            default_value='false',
+            choices=['true', 'false'],
+            description='Managed (lifecycle) nodes: `ros2 lifecycle set` or a lifecycle '
+            'manager (nav2_lifecycle_manager) configures, activates, deactivates and cleans '
+            'them up; deactivated nodes capture and compute nothing',
+        ),
+        DeclareLaunchArgument(
+            'autostart',
+            default_value='true',
+            choices=['true', 'false'],
+            description='With lifecycle: bring each node to active at start-up; false: '
+            'leave them unconfigured for a lifecycle manager',
         ),
         DeclareLaunchArgument(
             'log_level',

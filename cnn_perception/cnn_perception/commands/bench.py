@@ -61,6 +61,11 @@ def add_parser(sub) -> None:
         help='only many bags: one process vs Ray with 1 and 2 workers: the fleet section',
     )
     p.add_argument(
+        '--lifecycle',
+        action='store_true',
+        help='only managed nodes: CPU deactivated, RSS after cleanup, activate latency',
+    )
+    p.add_argument(
         '--transport',
         action='store_true',
         help='only compressed vs raw images (bytes, encode/decode cost): the transport section',
@@ -82,7 +87,12 @@ def add_parser(sub) -> None:
 
 
 # `bench --<tag>` -> the tools module measuring it (by default the tag itself)
-SECTION_MODULES = {'shared': 'bench_shared', 'localize': 'bench_localize', 'fleet': 'bench_fleet'}
+SECTION_MODULES = {
+    'shared': 'bench_shared',
+    'localize': 'bench_localize',
+    'fleet': 'bench_fleet',
+    'lifecycle': 'bench_lifecycle',
+}
 
 
 def _bench(args) -> int:
@@ -95,7 +105,7 @@ def _bench(args) -> int:
         for name in ZOO:
             print(json.dumps(calibrate(name)), flush=True)
         return 0
-    for tag in ('zoo', 'transport', 'int8', 'shared', 'localize', 'fleet'):
+    for tag in ('zoo', 'transport', 'int8', 'shared', 'localize', 'fleet', 'lifecycle'):
         if getattr(args, tag):
             return _section(args, tag)
     from cnn_perception.tools.bench import main_bench

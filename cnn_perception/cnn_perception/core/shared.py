@@ -270,6 +270,14 @@ class SharedBackbone:
             digest_size=16,
         ).digest()
 
+    def release(self) -> None:
+        """Let go of a head's share (`for_node`); after the last, the next `get` loads anew."""
+        with _registry_lock:
+            self.heads -= 1
+            if self.heads <= 0:
+                for key in [k for k, v in _registry.items() if v is self]:
+                    del _registry[key]
+
     def open_acts(self) -> None:
         """Open the graph with the activations now, for a head that will read them.
 

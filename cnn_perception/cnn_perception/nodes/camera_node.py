@@ -14,7 +14,6 @@ import sys
 import time
 
 import cv2
-from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
@@ -34,12 +33,13 @@ from cnn_perception.nodes.common import (
     IMAGE_QOS,
     OK,
     WARN,
-    Diagnostics,
     Param,
     declare_params,
     overridable,
+    read_params,
     run_node,
 )
+from cnn_perception.nodes.managed import ManagedNode
 
 PARAMS = [
     Param('source', 'test:', f'Frame source; accepted: {ACCEPTED}'),
@@ -69,39 +69,66 @@ BACKOFF_MIN, BACKOFF_MAX = 0.5, 8.0
 WAIT_LIMIT = 60.0  # wait_for_subscribers never holds the camera longer than this
 
 
-class CameraNode(Node):
+class CameraNode(ManagedNode):
+    """The camera: configure checks the source, activate opens it, deactivate closes it.
+
+    The lifecycle is `nodes/managed.py`'s; a closed device draws no power and another
+    process may open it.
+    """
+
     def __init__(self, **kwargs):
+        self.source = self.timer = None
+        self.sent = 0
         super().__init__('camera', **kwargs)
-        p = declare_params(self, PARAMS)
+
+    def declare(self) -> None:
+        declare_params(self, PARAMS, settable=self.settable)
+        self.add_post_set_parameters_callback(self._params_changed)
+
+    def configure(self) -> None:
+        p = read_params(self, PARAMS)
         self.spec = parse_source(p['source'])
         check_openable(self.spec)
+        self.diag.hardware_id = p['source']
         self.width, self.height, self.fps = p['width'], p['height'], p['fps']
         self.frame_id, self.loop, self.encoding = p['frame_id'], p['loop'], p['encoding']
         self.wait_for = p['wait_for_subscribers']
-        self.wait_deadline = time.monotonic() + WAIT_LIMIT
         self.info_template = load_camera_info(p['camera_info_url'], self.width, self.height)
-        self.diag = Diagnostics(self, hardware_id=p['source'])
         self.jpeg_quality = p['jpeg_quality']
-        self.image_pub = self.create_publisher(
+        self.image_pub = self.make_publisher(
             Image, contract.CAMERA_IMAGE.name, IMAGE_QOS, qos_overriding_options=overridable()
         )
-        self.jpeg_pub = self.create_publisher(
+        self.jpeg_pub = self.make_publisher(
             CompressedImage, contract.CAMERA_IMAGE_COMPRESSED.name, IMAGE_QOS
         )
-        self.info_pub = self.create_publisher(
+        self.info_pub = self.make_publisher(
             CameraInfo, contract.CAMERA_INFO.name, IMAGE_QOS, qos_overriding_options=overridable()
         )
         self.hub = FrameHub.get(self.context, self.image_pub.topic_name)
         self.in_process_only = 0  # frames that went to local nodes only, no DDS
-        self.add_post_set_parameters_callback(self._params_changed)
-        self.source = None
+
+    def activate(self) -> None:
+        self.wait_deadline = time.monotonic() + WAIT_LIMIT
         self.backoff = BACKOFF_MIN
         self.next_try = 0.0
         self.ended = False
-        self.sent = 0
         self.last_sent = -1e9
         self._connect()
         self.timer = self.create_timer(1.0 / self.fps, self._tick)
+
+    def deactivate(self) -> None:
+        if self.timer is not None:
+            self.destroy_timer(self.timer)
+            self.timer = None
+        if self.source is not None:  # the device is free (and powered down) while inactive
+            self.source.close()
+            self.source = None
+
+    def cleanup(self) -> None:
+        for name in ('image_pub', 'jpeg_pub', 'info_pub'):
+            if getattr(self, name, None) is not None:
+                self.drop_publisher(getattr(self, name))
+                setattr(self, name, None)
 
     def _params_changed(self, params) -> None:
         for prm in params:

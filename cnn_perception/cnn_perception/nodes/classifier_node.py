@@ -21,12 +21,17 @@ class ClassifierNode(FrameNode):
     key = 'classifier'
     task = 'classifying'
 
+    def on_configure_step(self) -> None:
+        qos = QOS_BY_KIND[contract.LABELS.qos]
+        self.labels_pub = self.make_publisher(LabelMap, contract.LABELS.name, qos)
+
     def on_start(self) -> None:
         labels = self.step.labels_msg()
         labels.header.stamp = self.get_clock().now().to_msg()
-        qos = QOS_BY_KIND[contract.LABELS.qos]
-        self.labels_pub = self.create_publisher(LabelMap, contract.LABELS.name, qos)
         self.labels_pub.publish(labels)
+
+    def on_cleanup_step(self) -> None:
+        self.drop_publisher(self.labels_pub)
 
 
 def main(args=None) -> int:

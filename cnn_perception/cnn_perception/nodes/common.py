@@ -58,10 +58,15 @@ def overridable() -> QoSOverridingOptions:
     return QoSOverridingOptions.with_default_policies()
 
 
-def declare_params(node: Node, params: list[Param]) -> dict[str, Any]:
-    """Declare with descriptors (ranges where given) and validate every later change."""
+def declare_params(node: Node, params: list[Param], settable=None) -> None:
+    """Declare with descriptors (ranges where given) and check every later change.
+
+    A value the descriptor refuses (type, range) fails the declaration, so the node cannot
+    start: rclpy holds no value to fix later. Changes to a restart-only parameter are
+    refused unless `settable()` says the node will read it again (an unconfigured
+    lifecycle node). The values are read and checked by `read_params`.
+    """
     spec = {p.name: p for p in params}
-    values = {}
     for p in params:
         desc = ParameterDescriptor(description=p.description, read_only=False)
         if p.choices:
@@ -76,24 +81,22 @@ def declare_params(node: Node, params: list[Param]) -> dict[str, Any]:
                     FloatingPointRange(from_value=float(p.low), to_value=float(p.high), step=0.0)
                 ]
         try:
-            values[p.name] = node.declare_parameter(p.name, p.default, desc).value
+            node.declare_parameter(p.name, p.default, desc)
         except (ParameterException, TypeError, ValueError) as exc:
             # An out-of-range or wrongly typed value from a YAML file or the command line.
             reason = getattr(exc, 'reason', None) or str(exc).splitlines()[0]
             raise UserError(f'parameter {node.get_name()}.{p.name}: {reason}') from exc
-        problem = check_value(p, values[p.name])
-        if problem:
-            raise UserError(f'parameter {node.get_name()}.{p.name}: {problem}')
 
     def on_set(changes) -> SetParametersResult:
         for change in changes:
             p = spec.get(change.name)
             if p is None:
                 continue
-            if not p.live:
+            if not p.live and not (settable is not None and settable()):
                 return SetParametersResult(
                     successful=False,
-                    reason=f'{p.name} is read at start-up; restart the node to change it',
+                    reason=f'{p.name} is read at start-up; restart the node to change it '
+                    '(a lifecycle node: cleanup, set it, configure)',
                 )
             problem = check_value(p, change.value)
             if problem:
@@ -101,6 +104,16 @@ def declare_params(node: Node, params: list[Param]) -> dict[str, Any]:
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)
+
+
+def read_params(node: Node, params: list[Param]) -> dict[str, Any]:
+    """Return the current values of declared `params`, checked; UserError names a bad one."""
+    values = {}
+    for p in params:
+        values[p.name] = node.get_parameter(p.name).value
+        problem = check_value(p, values[p.name])
+        if problem:
+            raise UserError(f'parameter {node.get_name()}.{p.name}: {problem}')
     return values
 
 

@@ -25,28 +25,32 @@ class DefectDetectorNode(FrameNode):
     task = 'defect scoring'
 
     def on_start(self) -> None:
+        self.position_subs = []
         inspector = self.step.inspector
         if inspector is None:
             return
         # best effort matches reliable and best-effort publishers (MAVROS: best effort)
         for msgtype, param in POSITION_TYPES.items():
             if self.params[param]:
-                self.create_subscription(
-                    message_class(msgtype),
-                    self.params[param],
-                    lambda m, t=msgtype: inspector.add_position(t, m),
-                    qos_profile_sensor_data,
+                self.position_subs.append(
+                    self.create_subscription(
+                        message_class(msgtype),
+                        self.params[param],
+                        lambda m, t=msgtype: inspector.add_position(t, m),
+                        qos_profile_sensor_data,
+                    )
                 )
 
-    def destroy_node(self) -> None:
-        # A run that ends (^C, end of a replay) ends its open defect tracks too.
-        if getattr(self, 'step', None) is not None and self.context.ok():
+    def on_stop(self) -> None:
+        for sub in self.position_subs:
+            self.destroy_subscription(sub)
+        # A run that ends or pauses (^C, end of a replay, deactivate between inspection
+        # legs) ends its open defect tracks too.
+        if self.context.ok():
             from std_msgs.msg import Header
 
-            header = Header()
-            for topic, msg in self.step.finish(header).messages:
+            for topic, msg in self.step.finish(Header()).messages:
                 self.pubs[topic].publish(msg)
-        super().destroy_node()
 
 
 def main(args=None) -> int:

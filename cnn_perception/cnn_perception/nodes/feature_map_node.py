@@ -16,8 +16,7 @@ class FeatureMapNode(FrameNode):
     key = 'features'
     task = 'feature maps'
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+    def on_start(self) -> None:
         self.diag.set(self.diag.level, 'idle: no subscriber to feature_maps/*', inferences=0)
 
 

@@ -4,7 +4,6 @@ from collections import deque
 import threading
 import time
 
-from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
 from cnn_perception.contract import IMAGE_INPUT, compressed_topic, message_class
@@ -17,10 +16,11 @@ from cnn_perception.nodes.common import (
     QOS_BY_KIND,
     RESULT_QOS,
     WARN,
-    Diagnostics,
     declare_params,
     overridable,
+    read_params,
 )
+from cnn_perception.nodes.managed import ManagedNode
 from cnn_perception.runtime import FrameMonitor, LatestFrameWorker
 from cnn_perception.steps import node_params, step_class
 
@@ -43,15 +43,16 @@ def decode_frame(raw: bytes, compressed: bool):
     return msg.header, frame_to_rgb8(msg)
 
 
-class FrameNode(Node):
+class FrameNode(ManagedNode):
     """A processing node: its step (`steps/`), the image subscription, publishers, health.
 
     A node is its `key` (a NodeSpec in platforms.NODES: its ROS name and its step); a
     subclass sets it, or the pipeline passes it (`FrameNode(key=...)`, a plugin's node).
     Everything else -- parameters with descriptors, raw or compressed input,
     latest-frame-wins worker, publishing the step's messages and watched output images
-    (plus their JPEG twins), diagnostics -- is the same for every node, and the step is
-    what offline tools run.
+    (plus their JPEG twins), diagnostics, the lifecycle (`nodes/managed.py`: configure
+    loads the step's model, activate subscribes, cleanup frees the model) -- is the same
+    for every node, and the step is what offline tools run.
     """
 
     key = ''
@@ -61,39 +62,55 @@ class FrameNode(Node):
         from cnn_perception.platforms import load_plugins
 
         self.key = key or self.key
+        self.step_cls = step_class(self.key)
+        self.step = self.worker = self.sub = self.hub = None
+        self.pubs, self.twins, self.annotators = {}, {}, {}
+        self.min_period = 0.0
         super().__init__(load_plugins()[self.key].name, **kwargs)
-        step_cls = step_class(self.key)
-        self.params = p = declare_params(self, node_params(step_cls))
-        self.diag = Diagnostics(self)
+
+    def declare(self) -> None:
+        declare_params(self, node_params(self.step_cls), settable=self.settable)
+        self.add_post_set_parameters_callback(self._params_changed)
+
+    def configure(self) -> None:
+        step_cls = self.step_cls
+        self.params = p = read_params(self, node_params(step_cls))
         self.step = step_cls(p, log=self.get_logger().info)
-        self.pubs, self.twins = {}, {}
         for t in step_cls.outputs:
             qos = QOS_BY_KIND[t.qos]
             extra = {'qos_overriding_options': overridable()} if t.qos == 'result' else {}
-            self.pubs[t] = self.create_publisher(message_class(t.type), t.name, qos, **extra)
+            self.pubs[t] = self.make_publisher(message_class(t.type), t.name, qos, **extra)
             if t.qos == 'output_image':
-                self.twins[t] = self.create_publisher(
+                self.twins[t] = self.make_publisher(
                     CompressedImage, compressed_topic(t.name), OUTPUT_IMAGE_QOS
                 )
         self._start_annotations(step_cls)
-        self.on_start()
-        self.add_post_set_parameters_callback(self._params_changed)
         self.monitor = FrameMonitor()
-        self.worker = LatestFrameWorker(
-            self._process, self.report_failure, name=self.key, niceness=p['niceness']
-        )
         self.set_max_rate(p['max_rate_hz'])
         self.set_image_rate(p['image_max_rate_hz'])
         self._last_images = -1e9
         self.compressed = p['image_transport'] == 'compressed'
         # image_transport's naming: the compressed twin of a (remapped) topic is
         # <resolved topic>/compressed, so remapping `image` moves both.
-        topic = IMAGE_INPUT
+        self.topic = IMAGE_INPUT
         if self.compressed:
-            topic = compressed_topic(self.resolve_topic_name(IMAGE_INPUT))
-        sub = self.create_subscription(
+            self.topic = compressed_topic(self.resolve_topic_name(IMAGE_INPUT))
+        self.skipped_unwatched = 0
+        self.duplicates_skipped = 0
+        self.led_frames = 0
+        self._taken: deque[int] = deque(maxlen=32)
+        self._taken_lock = threading.Lock()
+        self.on_configure_step()
+
+    def activate(self) -> None:
+        p = self.params
+        self.worker = LatestFrameWorker(
+            self._process, self.report_failure, name=self.key, niceness=p['niceness']
+        )
+        self.worker.min_period = self.min_period
+        self.sub = self.create_subscription(
             CompressedImage if self.compressed else Image,
-            topic,
+            self.topic,
             self._on_image,
             IMAGE_QOS,
             raw=True,
@@ -101,11 +118,9 @@ class FrameNode(Node):
         )
         # A camera in this process hands its frames over directly (intra.py); the DDS
         # subscription stays for every other publisher (a bag replay, a remote camera).
-        self.hub = None if self.compressed else FrameHub.get(self.context, sub.topic_name)
+        self.hub = None if self.compressed else FrameHub.get(self.context, self.sub.topic_name)
         if self.hub is not None:
             self.hub.subscribe(self._on_local_frame)
-        self.skipped_unwatched = 0
-        self.duplicates_skipped = 0
         # One backbone pass shared in this process (core/shared.py): the classifier leads,
         # handing each frame it processed over (through the hub) to the other heads on the
         # same stream, whose pass is then already computed. That is for the in-process
@@ -116,12 +131,33 @@ class FrameNode(Node):
         sharing = self.hub is not None and self.step.shared_pass is not None
         self.leads = sharing and self.step.leads_shared_pass
         self.follows = sharing and not self.step.leads_shared_pass
-        self.led_frames = 0
-        self._taken: deque[int] = deque(maxlen=32)
-        self._taken_lock = threading.Lock()
         if self.follows:
             self.hub.follow(self._on_led_frame)
-        self.diag.set(OK, f'{self.step.describe}: waiting for images on {topic}')
+        self.on_start()
+        self.diag.set(OK, f'{self.step.describe}: waiting for images on {self.topic}')
+
+    def deactivate(self) -> None:
+        if self.hub is not None:
+            self.hub.unsubscribe(self._on_local_frame)
+            self.hub.unsubscribe(self._on_led_frame)
+            self.hub = None
+        if self.sub is not None:
+            self.destroy_subscription(self.sub)
+            self.sub = None
+        if self.worker is not None:
+            self.worker.stop()  # the frame in flight is published first; counters kept
+        self.on_stop()
+
+    def cleanup(self) -> None:
+        for pub in [*self.pubs.values(), *self.twins.values()]:
+            self.drop_publisher(pub)
+        for pub, _ in self.annotators.values():
+            self.drop_publisher(pub)
+        self.pubs, self.twins, self.annotators = {}, {}, {}
+        self.on_cleanup_step()
+        if self.step is not None:
+            self.step.close()
+            self.step = None
 
     def _start_annotations(self, step_cls) -> None:
         """Foxglove ImageAnnotations beside the results, where foxglove_msgs exists."""
@@ -137,15 +173,26 @@ class FrameNode(Node):
             )
             return
         for t in wanted:
-            pub = self.create_publisher(
+            pub = self.make_publisher(
                 module.ImageAnnotations, annotation_topic(t.name), RESULT_QOS
             )
             self.annotators[t] = (pub, Builder(module))
 
+    def on_configure_step(self) -> None:
+        """Make what a node adds to its step's publishers (a hook for subclasses)."""
+
     def on_start(self) -> None:
-        """Publish what a node publishes once at start-up (a hook for subclasses)."""
+        """Start what a node adds on activation: a first message, more subscriptions."""
+
+    def on_stop(self) -> None:
+        """Stop what `on_start` started (a hook for subclasses)."""
+
+    def on_cleanup_step(self) -> None:
+        """Free what `on_configure_step` made (a hook for subclasses)."""
 
     def _params_changed(self, params) -> None:
+        if self.step is None:  # unconfigured: the next configure reads them all
+            return
         for prm in params:
             if prm.name == 'max_rate_hz':
                 self.set_max_rate(float(prm.value))
@@ -155,7 +202,9 @@ class FrameNode(Node):
                 self.step.set(prm.name, prm.value)
 
     def set_max_rate(self, hz: float) -> None:
-        self.worker.min_period = 1.0 / hz if hz > 0 else 0.0
+        self.min_period = 1.0 / hz if hz > 0 else 0.0
+        if self.worker is not None:
+            self.worker.min_period = self.min_period
 
     def set_image_rate(self, hz: float) -> None:
         self.image_period = 1.0 / hz if hz > 0 else 0.0
@@ -269,10 +318,3 @@ class FrameNode(Node):
             duplicates_skipped=self.duplicates_skipped,
             **values,
         )
-
-    def destroy_node(self) -> None:
-        if getattr(self, 'hub', None) is not None:
-            self.hub.unsubscribe(self._on_local_frame)
-        if getattr(self, 'worker', None) is not None:
-            self.worker.stop()
-        super().destroy_node()

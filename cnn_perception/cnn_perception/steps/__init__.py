@@ -105,6 +105,12 @@ class Step:
     def reset(self) -> None:
         """Forget what spans frames (tracks, positions): the next frames are another flight."""
 
+    def close(self) -> None:
+        """Let go of the shared pass (a lifecycle cleanup): the last head frees its model."""
+        if self.shared_pass is not None:
+            self.shared_pass.release()
+            self.shared_pass = None
+
 
 def step_class(key: str) -> type[Step]:
     from cnn_perception.platforms import load_plugins
