@@ -81,12 +81,15 @@ def run(
 ) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException
+    from rclpy.signals import SignalHandlerOptions
 
-    from cnn_perception.runtime import keep_heap_small, limit_blas_threads
+    from cnn_perception.runtime import keep_heap_small, limit_blas_threads, stop_on_signals
 
     limit_blas_threads()
     keep_heap_small(trim_heap)
-    rclpy.init(args=args)
+    stop = threading.Event()
+    stop_on_signals(stop)  # ^C ends the loop; nodes are destroyed with their context valid
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     nodes = []
     try:
         nodes, _ = build_nodes(entries)
@@ -102,7 +105,7 @@ def run(
         if ready is not None:
             ready.set()
         end = time.monotonic() + duration if duration > 0 else None
-        while rclpy.ok() and (end is None or time.monotonic() < end):
+        while not stop.is_set() and rclpy.ok() and (end is None or time.monotonic() < end):
             executor.spin_once(timeout_sec=0.1)
         return 0
     except UserError as exc:

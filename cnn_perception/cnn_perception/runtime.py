@@ -62,6 +62,21 @@ def keep_heap_small(wanted: bool = True, period_s: float = 1.0) -> bool:
     return True
 
 
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGINT and SIGTERM set `stop`: the caller ends cleanly (bags closed, nodes destroyed).
+
+    Instead of rclpy's own handler, which shuts the context down at once and lets a
+    KeyboardInterrupt land inside whatever callback runs (rclpy Kilted's executor logs
+    it as FATAL); with `stop`, the last results and defect-track ends still go out.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may install handlers (a library caller's thread)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+
 class LatestFrameWorker:
     """Runs `process(item)` on its own thread; `submit` replaces any item still waiting.
 

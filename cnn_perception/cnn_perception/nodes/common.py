@@ -196,25 +196,31 @@ def run_node(node_cls, prog: str, args=None) -> int:
     import sys
 
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
-    from cnn_perception.runtime import keep_heap_small, limit_blas_threads
+    from cnn_perception.runtime import keep_heap_small, limit_blas_threads, stop_on_signals
 
     limit_blas_threads()
     keep_heap_small(False)  # CNN_PERCEPTION_TRIM_HEAP=1 (pi.launch.py) turns it on
-    rclpy.init(args=args)
+    stop = threading.Event()
+    stop_on_signals(stop)  # ^C ends the loop; the node is destroyed with its context valid
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
         node = node_cls()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except UserError as exc:
         print(f'{prog}: {exc}', file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
-        # ^C shuts the context down between callbacks or during one: a callback then
-        # fails on its publishers (RCLError, "context is invalid"). That is a shutdown.
+        # A shutdown from elsewhere (the context) during a callback, which then fails on
+        # its publishers (RCLError, "context is invalid"), is a shutdown.
         if rclpy.ok():
             raise
     finally:
