@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint pytest bench soak clean
+.PHONY: setup demo test lint pytest bench soak pi-check clean
 
 setup:  ## build .venv/ (without a ROS install) and install/ (colcon); idempotent
 	@bash scripts/setup.sh
@@ -27,6 +27,9 @@ bench: setup  ## performance figures -> docs/benchmarks.md
 
 soak: setup  ## 10 minutes of all four nodes above capacity -> docs/reliability.md
 	@$(ENV) python -m cnn_perception soak --duration 600 --out docs/reliability.md
+
+pi-check: setup  ## the Pi's robot path on arm64 (qemu-user) vs x86-64 -> docs/pi_check.md
+	@bash scripts/pi_check.sh
 
 clean:
 	rm -rf build install log
