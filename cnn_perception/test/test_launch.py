@@ -44,6 +44,8 @@ def test_every_argument_has_a_description():
         'enable_defects',
         'enable_features',
         'single_process',
+        'lifecycle',
+        'autostart',
     } <= set(args)
     for a in args.values():
         assert a.description and 'no description' not in a.description.lower(), a.name
@@ -125,3 +127,33 @@ def test_pi_launch_defaults_to_one_process():
     desc = load('pi.launch.py')
     args = {a.name: a for a in desc.get_launch_arguments()}
     assert args['single_process'].default_value[0].text == 'true'
+
+
+@pytest.mark.parametrize('single_process', ['false', 'true'])
+def test_managed_nodes_wait_unconfigured_and_a_client_brings_them_up(probe, single_process):
+    """lifecycle:=true autostart:=false: nothing runs until configure and activate."""
+    from cnn_perception_msgs.msg import Classification
+    from conftest import python_process, stop_process
+
+    from cnn_perception.tools.lifecycle import LifecycleClient
+
+    proc = python_process(
+        '-c', LAUNCH_SCRIPT, str(SHARE / 'launch' / 'perception.launch.py'),
+        'lifecycle:=true', 'autostart:=false', f'single_process:={single_process}',
+    )  # fmt: skip
+    try:
+        got = probe.listen(Classification, '/cnn_perception/classifier/classification')
+        nodes = {}
+        for key in ('classifier', 'camera'):
+            nodes[key] = LifecycleClient(probe.node, f'/cnn_perception/{key}', probe.spin_until)
+            nodes[key].wait(120)
+            assert nodes[key].state() == 'unconfigured'
+        probe.spin_for(2.0)
+        assert not got
+        for transition in ('configure', 'activate'):
+            for key in ('classifier', 'camera'):
+                assert nodes[key].change(transition), (key, transition)
+        assert probe.spin_until(lambda: len(got) >= 3, 60), ''.join(proc.lines)[-3000:]
+    finally:
+        log = stop_process(proc, timeout=20)
+    assert 'Traceback' not in log, log
