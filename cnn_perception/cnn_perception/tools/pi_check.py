@@ -275,6 +275,12 @@ def compare(out: dict) -> dict:
         r['bag frames'] = (same, max(diffs))
         rows[arch] = r
     out['rows'] = rows
+    if len(out['cpus']) == 2:  # the two Pis against each other: where a difference lies
+        a, b = (out['runs'][c]['model'] for c in out['cpus'])
+        out['between_cpus'] = {
+            name: float(np.abs(np.array(a[f]) - np.array(b[f])).max())
+            for f, name in zip(a, ('model fp32', 'model INT8'), strict=True)
+        }
     out['summary'] = {
         'photos': [x['results'][0]['label'] for x in ref['classify']],
         'bag_frames': len(ref['bag']),
@@ -308,6 +314,14 @@ def markdown(res: dict) -> str:
         '',
         f'- photographs (x86-64 top-1): {", ".join(s["photos"])}; bag: '
         f'{s["bag_frames"]} frames, {s["bag_boxes"]} defect boxes in all',
+        *(
+            [
+                f'- {" vs ".join(cpus)}: '
+                + '; '.join(f'{k} {v:.1e}' for k, v in res['between_cpus'].items())
+            ]
+            if 'between_cpus' in res
+            else []
+        ),
         '- wall time: ' + '; '.join(f'{a} {t:.0f} s' for a, t in res['seconds'].items()),
         '',
     ]
