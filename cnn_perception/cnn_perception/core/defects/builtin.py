@@ -12,7 +12,7 @@ BUILTIN_PREFIX = 'builtin:'
 DEFAULT_DEFECT_MODEL = 'builtin:brick'  # the nodes' and tools' default: a brick wall
 # Bumped when the built-in models' recipe (layers, input size, coreset) changes, so a
 # model cached by an older build is fitted again instead of silently reused.
-BUILTIN_RECIPE = 8
+BUILTIN_RECIPE = 9  # 9: bilinear resizing in float32 (core/preprocess.resize)
 # The shared backbone pass's input (`shared_backbone`, core/shared.py): the whole frame,
 # short side 192, for a built-in model that reads its patch features from that pass
 SHARED_GEOMETRY = {'input_size': 192, 'centre_crop': 0.0}

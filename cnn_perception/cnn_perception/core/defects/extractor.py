@@ -5,7 +5,7 @@ import numpy as np
 
 from cnn_perception.core.defects.model import DEFAULT_INPUT_SIZE, DEFAULT_LAYERS
 from cnn_perception.core.models import DEFAULT_MODEL
-from cnn_perception.core.preprocess import Preprocess, normaliser, to_nchw
+from cnn_perception.core.preprocess import Preprocess, normaliser, resize, to_nchw
 from cnn_perception.errors import ModelFileError
 
 
@@ -58,9 +58,7 @@ class FeatureExtractor:
             return self._crop(rgb)
         h, w = rgb.shape[:2]
         _, _, _, _, nh, nw = self.geometry(h, w)
-        img = cv2.resize(
-            rgb, (nw, nh), interpolation=cv2.INTER_AREA if nh < h else cv2.INTER_LINEAR
-        )
+        img = resize(rgb, (nw, nh), cv2.INTER_AREA if nh < h else cv2.INTER_LINEAR)
         return to_nchw(img, self._scale, self._offset)
 
     def geometry(self, h: int, w: int) -> tuple[float, float, float, float, int, int]:
