@@ -1,6 +1,7 @@
 """Frame hand-over and frame checks shared by the nodes, without rclpy (unit-tested alone)."""
 
 from collections.abc import Callable
+import functools
 import os
 import threading
 import time
@@ -39,27 +40,37 @@ def keep_heap_small(wanted: bool = True, period_s: float = 1.0) -> bool:
     `wanted` is the platform's choice; CNN_PERCEPTION_TRIM_HEAP=1 / 0 overrides it. Not
     glibc: nothing is started.
     """
-    import ctypes
-    import ctypes.util
-
     env = os.environ.get('CNN_PERCEPTION_TRIM_HEAP', '')
     if env in ('0', '1'):
         wanted = env == '1'
-    if not wanted:
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc: its allocator, its behaviour
+    if not wanted or _malloc_trim() is None:
         return False
 
     def loop() -> None:
         while True:
             time.sleep(period_s)
-            trim(0)
+            trim_heap()
 
     threading.Thread(target=loop, name='malloc-trim', daemon=True).start()
     return True
+
+
+def trim_heap() -> None:
+    """Hand the heap's free pages back to the system now (glibc's `malloc_trim`)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6').malloc_trim
+    except (OSError, AttributeError):  # not glibc: its allocator, its behaviour
+        return None
 
 
 def stop_on_signals(stop: threading.Event) -> None:

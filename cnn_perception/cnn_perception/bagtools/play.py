@@ -5,10 +5,10 @@ from pathlib import Path
 import threading
 import time
 
-from cnn_perception.bagtools.common import stop_on_signals
 from cnn_perception.contract import message_class
 from cnn_perception.errors import BagError, UserError
 from cnn_perception.io.bags import BagReader, norm_topic
+from cnn_perception.runtime import stop_on_signals
 
 
 def play(

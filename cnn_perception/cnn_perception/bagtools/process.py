@@ -14,12 +14,12 @@ import threading
 from typing import Any
 
 from cnn_perception import contract
-from cnn_perception.bagtools.common import stop_on_signals
 from cnn_perception.bagtools.offline import OfflineReport, build_steps, drive
 from cnn_perception.contract import ANNOTATION_TYPE
 from cnn_perception.errors import BagError, UserError
 from cnn_perception.io.annotations import Builder, annotation_topic
 from cnn_perception.io.bags import BagReader, norm_topic, typestore
+from cnn_perception.runtime import stop_on_signals
 
 
 def process(

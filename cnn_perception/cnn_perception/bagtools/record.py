@@ -5,11 +5,11 @@ from pathlib import Path
 import threading
 import time
 
-from cnn_perception.bagtools.common import stop_on_signals
 from cnn_perception.contract import ANNOTATION_TYPE, message_class
 from cnn_perception.errors import UserError
 from cnn_perception.io.annotations import Builder, annotation_topic
 from cnn_perception.io.bags import typestore
+from cnn_perception.runtime import stop_on_signals
 
 
 def record(

@@ -30,6 +30,7 @@ from rclpy.node import Node
 from cnn_perception.errors import UserError
 from cnn_perception.nodes.common import ERROR, OK, Diagnostics, declare_params, read_params
 from cnn_perception.params import Param
+from cnn_perception.runtime import trim_heap
 
 LIFECYCLE_PARAMS = [
     Param(
@@ -118,7 +119,7 @@ class ManagedNode(LifecycleNodeMixin, Node):
         self.configured = False
         self.cleanup()
         gc.collect()  # the model's tensors, sessions: back to the allocator now
-        _trim_heap()
+        trim_heap()
 
     def on_configure(self, state) -> TransitionCallbackReturn:
         try:
@@ -167,14 +168,3 @@ class ManagedNode(LifecycleNodeMixin, Node):
         if self.active:
             self._deactivate()
         super().destroy_node()
-
-
-def _trim_heap() -> None:
-    """Hand freed heap pages back to the system (glibc), so RSS shows the freed model."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6').malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
